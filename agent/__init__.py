@@ -1,0 +1,49 @@
+"""research-agent: a durable, budgeted, observable research agent on pydantic-ai.
+
+    from agent import research, ResearchReport
+    result = await research("What changed in HTTP/3?")
+"""
+
+from agent.api import ResearchResult, Runtime, RunView, get_run, open_runtime, research, submit
+from agent.config import RunConfig, RunStatus
+from agent.errors import (
+    ConfigurationError,
+    DatabaseError,
+    InvalidQuestionError,
+    LeaseLostError,
+    ResearchAgentError,
+    RunNotFoundError,
+)
+from agent.events import ProgressEvent
+from agent.report import Citation, PartialFindings, ResearchReport
+from agent.settings import Settings
+from agent.store import RunRecord, StepRecord
+from agent.worker import Worker
+from budgets import Budget
+
+__all__ = [
+    "Budget",
+    "Citation",
+    "ConfigurationError",
+    "DatabaseError",
+    "InvalidQuestionError",
+    "LeaseLostError",
+    "PartialFindings",
+    "ProgressEvent",
+    "ResearchAgentError",
+    "ResearchReport",
+    "ResearchResult",
+    "RunConfig",
+    "RunNotFoundError",
+    "RunRecord",
+    "RunStatus",
+    "RunView",
+    "Runtime",
+    "Settings",
+    "StepRecord",
+    "Worker",
+    "get_run",
+    "open_runtime",
+    "research",
+    "submit",
+]

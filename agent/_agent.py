@@ -1,0 +1,121 @@
+"""The research agent: a pydantic-ai `Agent` with typed deps, three tools and a typed report.
+
+Tools return structured failures instead of raising, so a bad URL or a dead search backend becomes
+something the model can work around rather than a crashed run. The output validator sends
+unverifiable citations back to the model; on its last retry it strips them instead, so a fabricated
+citation never reaches a stored report.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+import logfire
+from pydantic import Field
+from pydantic_ai import Agent, ModelRetry, RunContext
+
+from agent._citations import check_citations, without_problems
+from agent.deps import ResearchDeps
+from agent._prompts import research_prompt
+from agent.report import ResearchReport
+from tools import SearchResponse, ToolFailure
+from tools._fetch import FetchLimits
+from tools._fetch_tool import FetchUrlResult, fetch_url
+from tools._framing import frame_untrusted
+from tools._search_tool import web_search
+
+OUTPUT_RETRIES = 3
+
+SubQuestion = Annotated[str, Field(min_length=3, max_length=300)]
+
+
+def _render_hits(response: SearchResponse) -> str:
+    lines: list[str] = []
+    for number, hit in enumerate(response.results, start=1):
+        lines.append(f"{number}. {hit.title}\n   {hit.url}\n   {hit.snippet}")
+    return "\n".join(lines) if lines else "(no results)"
+
+
+def build_agent() -> Agent[ResearchDeps, ResearchReport]:
+    """A fresh agent; the model is chosen per run (a name or a `Model` instance)."""
+    agent: Agent[ResearchDeps, ResearchReport] = Agent(
+        deps_type=ResearchDeps,
+        output_type=ResearchReport,
+        instructions=research_prompt().text,
+        retries={"tools": 2, "output": OUTPUT_RETRIES},
+        name="research-agent",
+    )
+
+    @agent.tool
+    async def record_plan(
+        ctx: RunContext[ResearchDeps],
+        sub_questions: Annotated[list[SubQuestion], Field(min_length=1, max_length=8)],
+    ) -> dict[str, Any]:
+        """Record your research plan: the sub-questions you will investigate. Call this once, first."""
+        ctx.deps.plan = [q.strip() for q in sub_questions]
+        logfire.info("plan recorded", run_id=ctx.deps.run_id, sub_questions=ctx.deps.plan)
+        ctx.deps.emit("plan", "plan recorded", ctx.deps.plan)
+        return {"ok": True, "plan": ctx.deps.plan}
+
+    @agent.tool(name="web_search")
+    async def web_search_tool(
+        ctx: RunContext[ResearchDeps],
+        query: str,
+        max_results: int = 5,
+    ) -> dict[str, Any] | ToolFailure:
+        """Search the web. Returns titles, URLs and snippets (untrusted data)."""
+        if ctx.deps.plan is None:
+            return ToolFailure(error="invalid_argument", message="Call record_plan before searching.")
+        ctx.deps.emit("search", f"search: {query}")
+        outcome = await web_search(query, max_results, backend=ctx.deps.search)
+        if isinstance(outcome, ToolFailure):
+            ctx.deps.emit("tool_error", f"search failed: {outcome.message}")
+            return outcome
+        return {
+            "ok": True,
+            "query": outcome.query,
+            "result_count": len(outcome.results),
+            "results": frame_untrusted(_render_hits(outcome), source=f"web_search:{outcome.backend}"),
+        }
+
+    @agent.tool(name="fetch_url")
+    async def fetch_url_tool(ctx: RunContext[ResearchDeps], url: str) -> FetchUrlResult | ToolFailure:
+        """Fetch a web page and return its main text (untrusted data). Only fetched pages can be cited."""
+        deps = ctx.deps
+        config = deps.config
+        deps.emit("fetch", f"fetch: {url}")
+        result, page = await fetch_url(
+            url,
+            limits=FetchLimits(max_bytes=config.fetch_max_bytes, timeout_seconds=config.fetch_timeout_seconds),
+            allow_hosts=frozenset(config.fetch_allow_hosts),
+            max_chars=config.fetch_max_chars,
+            cache=deps.store,
+            cache_ttl=timedelta(seconds=config.page_cache_ttl_seconds),
+        )
+        if page is not None:
+            deps.sources[page.url] = page
+            await deps.store.record_source(deps.run_id, page)
+        if isinstance(result, ToolFailure):
+            deps.emit("tool_error", f"fetch failed: {result.message}")
+        return result
+
+    @agent.output_validator
+    async def verify_citations(ctx: RunContext[ResearchDeps], report: ResearchReport) -> ResearchReport:
+        problems = check_citations(report, ctx.deps.sources)
+        if not problems:
+            return report
+        logfire.warn(
+            "unverifiable citations", run_id=ctx.deps.run_id, problems=[p.describe() for p in problems]
+        )
+        if ctx.last_attempt:
+            return without_problems(report, problems)
+        fetched = ", ".join(sorted(ctx.deps.sources)) or "none yet"
+        raise ModelRetry(
+            "Some citations could not be verified:\n"
+            + "\n".join(f"- {p.describe()}" for p in problems)
+            + f"\nPages fetched in this run: {fetched}. Cite only fetched URLs and copy quotes verbatim"
+            " from their text, or fetch the page first."
+        )
+
+    return agent

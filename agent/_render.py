@@ -1,0 +1,178 @@
+"""Rendering runs for people (rich) and for machines (JSON)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from agent.api import RunView
+from agent.events import ProgressEvent
+from agent.store import RunRecord, StepRecord, usage_to_json
+
+
+def _cost(value: Decimal | None) -> str:
+    return "-" if value is None else f"${value:.4f}"
+
+
+def _duration(run: RunRecord) -> str:
+    return f"{run.elapsed_seconds:.1f}s"
+
+
+def run_json(run: RunRecord, steps: list[StepRecord] | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "run_id": run.id,
+        "status": run.status,
+        "stop_reason": run.stop_reason,
+        "error": run.error,
+        "question": run.question,
+        "model": run.config.model,
+        "prompt_version": run.config.prompt_version,
+        "config": run.config.model_dump(mode="json"),
+        "plan": run.plan,
+        "report": run.report,
+        "partial": run.partial,
+        "usage": usage_to_json(run.usage),
+        "cost_usd": str(run.cost_usd),
+        "cost_known": run.cost_known,
+        "elapsed_seconds": round(run.elapsed_seconds, 3),
+        "attempts": run.attempts,
+        "created_at": run.created_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+    }
+    if steps is not None:
+        data["steps"] = [
+            {
+                "seq": s.seq,
+                "kind": s.kind,
+                "name": s.name,
+                "tool_call_id": s.tool_call_id,
+                "args": s.args,
+                "summary": s.summary,
+                "ok": s.ok,
+                "input_tokens": s.input_tokens,
+                "output_tokens": s.output_tokens,
+                "cost_usd": None if s.cost_usd is None else str(s.cost_usd),
+                "latency_ms": None if s.latency_ms is None else round(s.latency_ms, 2),
+            }
+            for s in steps
+        ]
+    return data
+
+
+def runs_table(runs: list[RunRecord]) -> Table:
+    table = Table(title="Recent runs", expand=False)
+    for column in ("id", "status", "question", "turns", "tokens", "cost", "duration"):
+        table.add_column(column, no_wrap=column != "question")
+    for run in runs:
+        table.add_row(
+            run.id[:8],
+            run.status + (f" ({run.stop_reason})" if run.stop_reason and run.stop_reason != run.status else ""),
+            escape(run.question[:60]),
+            str(run.usage.requests),
+            str(run.usage.input_tokens + run.usage.output_tokens),
+            _cost(run.cost_usd),
+            _duration(run),
+        )
+    return table
+
+
+def report_panel(report: dict[str, Any] | None, *, title: str = "Report") -> Panel:
+    if not report:
+        return Panel("(no report)", title=title)
+    body = Text(str(report.get("answer", "")))
+    for number, citation in enumerate(report.get("citations", []), start=1):
+        body.append(f"\n\n[{number}] {citation.get('title') or citation.get('url')}\n", style="bold")
+        body.append(f"    {citation.get('url')}\n", style="cyan")
+        body.append(f"    “{citation.get('quote')}”", style="italic")
+    unresolved = report.get("unresolved") or []
+    if unresolved:
+        body.append("\n\nCould not establish:", style="bold yellow")
+        for item in unresolved:
+            body.append(f"\n  - {item}")
+    return Panel(body, title=title)
+
+
+def run_detail(view: RunView) -> Group:
+    run = view.run
+    header = Table.grid(padding=(0, 2))
+    header.add_column(style="bold")
+    header.add_column()
+    header.add_row("run", run.id)
+    header.add_row("question", escape(run.question))
+    header.add_row("status", f"{run.status}  stop_reason={run.stop_reason or '-'}")
+    if run.error:
+        header.add_row("error", escape(run.error))
+    header.add_row("model", f"{run.config.model}  prompt={run.config.prompt_version}")
+    budget = run.config.budget
+    header.add_row(
+        "budget",
+        f"turns {budget.max_turns}, tokens {budget.max_tokens}, wall {budget.max_wall_seconds:g}s, "
+        f"cost ${budget.max_cost_usd}",
+    )
+    header.add_row(
+        "usage",
+        f"{run.usage.requests} turns, {run.usage.input_tokens} in / {run.usage.output_tokens} out tokens, "
+        f"{run.usage.tool_calls} tool calls, {_cost(run.cost_usd)}{'' if run.cost_known else ' (price unknown)'}, "
+        f"{_duration(run)}, attempts {run.attempts}",
+    )
+    plan = Text("\n".join(f"{i}. {q}" for i, q in enumerate(run.plan or [], start=1)) or "(no plan recorded)")
+    steps = Table(title="Steps", expand=True)
+    for column in ("#", "kind", "name", "args / summary", "tokens", "cost", "ms"):
+        steps.add_column(column, overflow="fold")
+    for step in view.steps:
+        args = "" if step.args is None else escape(str(step.args))[:160]
+        summary = escape(step.summary)
+        steps.add_row(
+            str(step.seq),
+            step.kind,
+            step.name + ("" if step.ok else " ✗"),
+            (args + "\n" if args else "") + summary,
+            f"{step.input_tokens}/{step.output_tokens}" if step.kind == "model" else "",
+            _cost(step.cost_usd) if step.kind == "model" else "",
+            "" if step.latency_ms is None else f"{step.latency_ms:.0f}",
+        )
+    parts: list[Any] = [header, Panel(plan, title="Plan"), steps]
+    if run.report:
+        parts.append(report_panel(run.report))
+    elif run.partial:
+        parts.append(Panel(escape(str(run.partial)), title="Partial findings"))
+    return Group(*parts)
+
+
+class LiveProgress:
+    """Collects progress events and renders a compact live panel for `ask`."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.lines: list[str] = []
+        self.plan: list[str] = []
+        self.tokens = 0
+        self.cost = Decimal(0)
+        self.status = "starting"
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.kind == "plan":
+            self.plan = event.detail
+        elif event.kind in ("search", "fetch", "tool_error", "resume"):
+            self.lines.append(event.message)
+        if event.kind in ("model", "status"):
+            self.tokens = event.input_tokens + event.output_tokens
+            self.cost = event.cost_usd
+            self.status = event.message
+
+    def __rich__(self) -> Panel:
+        body = Text()
+        if self.plan:
+            body.append("Plan\n", style="bold")
+            for number, question in enumerate(self.plan, start=1):
+                body.append(f"  {number}. {question}\n")
+        for line in self.lines[-8:]:
+            body.append(f"• {line}\n")
+        body.append(f"{self.status} · {self.tokens} tokens · ${self.cost:.4f}", style="dim")
+        return Panel(body, title="research-agent")

@@ -1,0 +1,186 @@
+"""The public Python API: `research`, `submit`, `get_run`, and `Runtime` for long-lived services."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+
+import asyncpg
+from pydantic_ai.models import Model
+from pydantic_ai.usage import RunUsage
+
+from agent._database import open_database
+from agent._telemetry import configure_telemetry
+from agent.config import RunConfig, RunStatus
+from agent.errors import InvalidQuestionError, RunNotFoundError
+from agent.events import ProgressCallback, ignore_progress
+from agent.models import ModelSpec, model_label
+from agent._prompts import research_prompt
+from agent.report import PartialFindings, ResearchReport
+from agent.runner import DurableRunner
+from agent.settings import Settings
+from agent.store import RunRecord, RunStore, StepRecord
+from budgets import Budget
+from tools._search import SearchBackend
+
+MAX_QUESTION_CHARS = 4_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResearchResult:
+    """What `research` returns: the run's final state."""
+
+    run_id: str
+    status: RunStatus
+    stop_reason: str | None
+    report: ResearchReport | None
+    partial: PartialFindings | None
+    usage: RunUsage
+    cost_usd: Decimal
+    error: str | None
+
+    @classmethod
+    def from_record(cls, record: RunRecord) -> ResearchResult:
+        return cls(
+            run_id=record.id,
+            status=record.status,
+            stop_reason=record.stop_reason,
+            report=ResearchReport.model_validate(record.report) if record.report else None,
+            partial=PartialFindings.model_validate(record.partial) if record.partial else None,
+            usage=record.usage,
+            cost_usd=record.cost_usd,
+            error=record.error,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunView:
+    """A run with its steps, as `runs show` prints it."""
+
+    run: RunRecord
+    steps: list[StepRecord]
+
+
+def validate_question(question: str) -> str:
+    """Refuse questions that cannot be researched, with a message that says why."""
+    if not isinstance(question, str):
+        raise InvalidQuestionError("the question must be text")
+    cleaned = question.strip()
+    if not cleaned:
+        raise InvalidQuestionError("the question is empty")
+    if len(cleaned) > MAX_QUESTION_CHARS:
+        raise InvalidQuestionError(f"the question is {len(cleaned)} characters; the limit is {MAX_QUESTION_CHARS}")
+    if any(ord(c) < 32 and c not in "\n\t" for c in cleaned):
+        raise InvalidQuestionError("the question contains control characters (binary input?)")
+    return cleaned
+
+
+def new_worker_id(role: str = "worker") -> str:
+    return f"{role}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Runtime:
+    """A connection to the run store plus settings: create once per process and reuse."""
+
+    def __init__(self, *, pool: asyncpg.Pool, settings: Settings) -> None:
+        self.pool = pool
+        self.store = RunStore(pool)
+        self.settings = settings
+
+    async def submit(self, question: str, *, model: ModelSpec | None = None, budget: Budget | None = None) -> RunRecord:
+        """Queue a run; a worker will execute it."""
+        label = model_label(model) if model is not None else self.settings.model
+        config = RunConfig.from_settings(
+            self.settings, model=label, prompt_version=research_prompt().version, budget=budget
+        )
+        return await self.store.create_run(question=validate_question(question), config=config)
+
+    async def research(
+        self,
+        question: str,
+        *,
+        model: ModelSpec | None = None,
+        budget: Budget | None = None,
+        progress: ProgressCallback = ignore_progress,
+        search_backend: SearchBackend | None = None,
+    ) -> ResearchResult:
+        """Submit a run and execute it in this process, holding a lease like any worker."""
+        record = await self.submit(question, model=model, budget=budget)
+        worker_id = new_worker_id("inline")
+        claimed = await self.store.claim_run(
+            record.id, worker_id=worker_id, lease_seconds=self.settings.lease_seconds
+        )
+        if claimed is None:  # a worker picked it up first; it is theirs now
+            raise RunNotFoundError(f"run {record.id} was claimed by a worker before it could start here")
+        models = {claimed.config.model: model} if isinstance(model, Model) else {}
+        runner = DurableRunner(
+            store=self.store,
+            settings=self.settings,
+            worker_id=worker_id,
+            models=models,
+            search_backend=search_backend,
+            progress=progress,
+        )
+        try:
+            final = await runner.execute(claimed)
+        finally:
+            await runner.aclose()
+        return ResearchResult.from_record(final)
+
+    async def get_run(self, run_id: str) -> RunView:
+        run = await self.store.get_run(run_id)
+        return RunView(run=run, steps=await self.store.get_steps(run.id))
+
+    async def list_runs(self, *, limit: int = 20) -> list[RunRecord]:
+        return await self.store.list_runs(limit=limit)
+
+    async def resume(self, run_id: str) -> RunRecord:
+        """Queue a stopped run again; a worker continues it from its last committed turn."""
+        run = await self.store.get_run(run_id)
+        return await self.store.requeue(run.id)
+
+    async def aclose(self) -> None:
+        await self.pool.close()
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings | None = None) -> AsyncIterator[Runtime]:
+    """Connect (starting the embedded server if needed), migrate, and yield a `Runtime`."""
+    settings = settings or Settings()
+    configure_telemetry(settings)
+    runtime = Runtime(pool=await open_database(settings), settings=settings)
+    try:
+        yield runtime
+    finally:
+        await runtime.aclose()
+
+
+async def research(
+    question: str,
+    *,
+    model: ModelSpec | None = None,
+    budget: Budget | None = None,
+    settings: Settings | None = None,
+    progress: ProgressCallback = ignore_progress,
+) -> ResearchResult:
+    """Research `question` to a cited report, durably. See `Runtime.research`."""
+    async with open_runtime(settings) as runtime:
+        return await runtime.research(question, model=model, budget=budget, progress=progress)
+
+
+async def submit(
+    question: str, *, model: str | None = None, budget: Budget | None = None, settings: Settings | None = None
+) -> str:
+    """Queue `question` for a worker; returns the run id."""
+    async with open_runtime(settings) as runtime:
+        return (await runtime.submit(question, model=model, budget=budget)).id
+
+
+async def get_run(run_id: str, *, settings: Settings | None = None) -> RunView:
+    async with open_runtime(settings) as runtime:
+        return await runtime.get_run(run_id)

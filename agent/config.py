@@ -1,0 +1,51 @@
+"""A run's frozen configuration: everything that shapes its behaviour, captured at submit time."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.settings import SearchBackendName, Settings
+from budgets import Budget
+
+RunStatus = Literal["queued", "running", "completed", "failed", "budget_exceeded", "killed", "awaiting_approval"]
+TERMINAL_STATUSES: frozenset[RunStatus] = frozenset({"completed", "failed", "budget_exceeded", "killed"})
+
+
+class RunConfig(BaseModel):
+    """Stored as `runs.config`; a worker runs the run with this, not with its own settings. No secrets."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str
+    fallback_models: list[str] = Field(default_factory=list)
+    prompt_version: str
+    budget: Budget = Field(default_factory=Budget)
+    search_backend: SearchBackendName
+    searxng_url: str | None = None
+    search_max_results: int
+    fetch_allow_hosts: list[str] = Field(default_factory=list)
+    fetch_max_bytes: int
+    fetch_timeout_seconds: float
+    fetch_max_chars: int
+    page_cache_ttl_seconds: int
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, model: str, prompt_version: str, budget: Budget | None = None
+    ) -> RunConfig:
+        return cls(
+            model=model,
+            fallback_models=list(settings.fallback_models),
+            prompt_version=prompt_version,
+            budget=budget or Budget(),
+            search_backend=settings.search_backend,
+            searxng_url=settings.searxng_url,
+            search_max_results=settings.search_max_results,
+            fetch_allow_hosts=list(settings.fetch_allow_hosts),
+            fetch_max_bytes=settings.fetch_max_bytes,
+            fetch_timeout_seconds=settings.fetch_timeout_seconds,
+            fetch_max_chars=settings.fetch_max_chars,
+            page_cache_ttl_seconds=settings.page_cache_ttl_seconds,
+        )

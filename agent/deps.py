@@ -1,0 +1,31 @@
+"""The typed dependencies every tool and validator of the research agent receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import httpx
+
+from agent.config import RunConfig
+from agent.events import ProgressCallback, ProgressEvent, ProgressKind, ignore_progress
+from agent.store import RunStore
+from tools import FetchedPage
+from tools._search import SearchBackend
+
+
+@dataclass(kw_only=True)
+class ResearchDeps:
+    """Per-run state and handles. `sources` and `plan` are reloaded from the store on resume."""
+
+    run_id: str
+    question: str
+    config: RunConfig
+    store: RunStore
+    http: httpx.AsyncClient
+    search: SearchBackend
+    sources: dict[str, FetchedPage] = field(default_factory=dict)
+    plan: list[str] | None = None
+    progress: ProgressCallback = ignore_progress
+
+    def emit(self, kind: ProgressKind, message: str, detail: list[str] | None = None) -> None:
+        self.progress(ProgressEvent(run_id=self.run_id, kind=kind, message=message, detail=detail or []))

@@ -1,0 +1,27 @@
+"""The exceptions `agent` raises, each with a message that says what to do next."""
+
+from __future__ import annotations
+
+
+class ResearchAgentError(Exception):
+    """Base class for every error raised by research-agent."""
+
+
+class ConfigurationError(ResearchAgentError):
+    """Settings or arguments that cannot work (unknown model, missing key...)."""
+
+
+class DatabaseError(ResearchAgentError):
+    """PostgreSQL could not be reached or migrated."""
+
+
+class RunNotFoundError(ResearchAgentError):
+    """No run has that id (or id prefix)."""
+
+
+class LeaseLostError(ResearchAgentError):
+    """Another worker now owns the run; this worker must stop touching it."""
+
+
+class InvalidQuestionError(ResearchAgentError):
+    """The question is empty, too long or not text."""

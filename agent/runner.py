@@ -1,0 +1,377 @@
+"""The durable runner: steps a claimed run through pydantic-ai and commits every turn.
+
+The loop is pydantic-ai's own (`Agent.iter`); this module only watches the node boundaries. When a
+model response arrives, and when a batch of tool results is ready, the new messages, their steps
+and the run's usage are committed in one transaction before the next node runs. A run resumed from
+the store therefore continues exactly where the last commit left it: pydantic-ai is given the
+committed history and the carried usage, and the tool-effect ledger answers any tool call whose
+result was recorded but not yet committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import httpx
+import httpx2
+import logfire
+from pydantic_ai import Agent
+from pydantic_ai._agent_graph import CallToolsNode, ModelRequestNode
+from pydantic_ai.exceptions import (
+    FallbackExceptionGroup,
+    ModelAPIError,
+    UnexpectedModelBehavior,
+    UsageLimitExceeded,
+    UserError,
+)
+from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
+from pydantic_ai.models import Model
+from pydantic_ai.usage import RunUsage
+
+from agent._agent import build_agent
+from agent._ledger import ToolLedger
+from agent._steps import build_steps, index_tool_calls
+from agent.config import RunStatus
+from agent.deps import ResearchDeps
+from agent.errors import ConfigurationError, LeaseLostError
+from agent.events import ProgressCallback, ProgressEvent, ProgressKind, ignore_progress
+from agent.models import resolve_model, retrying_http_client
+from agent.report import PartialFindings, ResearchReport
+from agent.settings import Settings
+from agent.store import RunRecord, RunStore, TurnCommit
+from tools._search import SearchBackend, build_search_backend
+
+
+@dataclass(frozen=True, kw_only=True)
+class StopDecision:
+    status: RunStatus
+    stop_reason: str
+    error: str | None = None
+
+
+def _usage_limit_reason(error: UsageLimitExceeded) -> str:
+    text = str(error)
+    if "request_limit" in text:
+        return "turns"
+    if "tool_calls_limit" in text:
+        return "tool_calls"
+    if "cost" in text:
+        return "cost"
+    return "tokens"
+
+
+@dataclass
+class _TurnTracker:
+    """What has been committed so far, and timing of the request in flight."""
+
+    committed: int
+    request_started: float | None = None
+    all_calls: dict[str, object] = field(default_factory=dict)
+
+
+class DurableRunner:
+    """Runs claimed runs to a terminal state, committing every turn under the worker's lease."""
+
+    def __init__(
+        self,
+        *,
+        store: RunStore,
+        settings: Settings,
+        worker_id: str,
+        models: dict[str, Model] | None = None,
+        search_backend: SearchBackend | None = None,
+        progress: ProgressCallback = ignore_progress,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.worker_id = worker_id
+        # Model instances by config label, for in-process runs with a Model object (tests, notebooks).
+        self.models = dict(models or {})
+        self.search_backend = search_backend
+        self.progress = progress
+        self.agent: Agent[ResearchDeps, ResearchReport] = build_agent()
+        self._provider_http: httpx2.AsyncClient | None = None
+
+    async def execute(self, run: RunRecord) -> RunRecord:
+        """Run `run` (already claimed by this worker) until it stops; returns the stored final state."""
+        with logfire.set_baggage(run_id=run.id), logfire.span(
+            "research run {run_id}",
+            run_id=run.id,
+            question=run.question,
+            attempt=run.attempts,
+            model=run.config.model,
+            prompt_version=run.config.prompt_version,
+        ) as span:
+            heartbeat_lost = asyncio.Event()
+            task = asyncio.create_task(self._run_to_stop(run))
+            beat = asyncio.create_task(self._heartbeat(run.id, task, heartbeat_lost))
+            try:
+                final = await task
+            except asyncio.CancelledError:
+                if heartbeat_lost.is_set():
+                    logfire.warn("lease lost; run abandoned to its new owner", run_id=run.id)
+                    return await self.store.get_run(run.id)
+                raise
+            except LeaseLostError:
+                logfire.warn("lease lost at commit; run abandoned to its new owner", run_id=run.id)
+                return await self.store.get_run(run.id)
+            finally:
+                beat.cancel()
+                with suppress(asyncio.CancelledError):
+                    await beat
+            span.set_attribute("status", final.status)
+            span.set_attribute("stop_reason", final.stop_reason or "")
+            span.set_attribute("cost_usd", float(final.cost_usd))
+            span.set_attribute("input_tokens", final.usage.input_tokens)
+            span.set_attribute("output_tokens", final.usage.output_tokens)
+            return final
+
+    async def _heartbeat(self, run_id: str, task: asyncio.Task[RunRecord], lost: asyncio.Event) -> None:
+        interval = self.settings.lease_seconds / 3
+        while not task.done():
+            await asyncio.sleep(interval)
+            try:
+                renewed = await self.store.renew_lease(
+                    run_id, worker_id=self.worker_id, lease_seconds=self.settings.lease_seconds
+                )
+            except Exception as exc:  # a database blip: keep trying until the lease runs out
+                logfire.warn("lease renewal failed: {error}", error=str(exc), run_id=run_id)
+                continue
+            if not renewed:
+                lost.set()
+                task.cancel()
+                return
+
+    def _emit(self, run_id: str, kind: ProgressKind, message: str, usage: RunUsage | None = None) -> None:
+        usage = usage or RunUsage()
+        self.progress(
+            ProgressEvent(
+                run_id=run_id,
+                kind=kind,
+                message=message,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cost_usd=usage.cost or Decimal(0),
+            )
+        )
+
+    async def _run_to_stop(self, run: RunRecord) -> RunRecord:
+        config = run.config
+        history = await self.store.load_messages(run.id)
+        if history:
+            self._emit(run.id, "resume", f"resuming from {len(history)} committed messages", run.usage)
+        sources = await self.store.load_sources(run.id)
+        started = time.monotonic()
+        tracker = _TurnTracker(committed=len(history))
+        next_step = await self.store.next_step_seq(run.id)
+        last_usage = run.usage
+
+        async with httpx.AsyncClient() as fetch_client:
+            try:
+                model = self._model_for(run)
+                search = self.search_backend or self._search_backend(run, fetch_client)
+            except ConfigurationError as exc:
+                return await self._finish(run, StopDecision(status="failed", stop_reason="error", error=str(exc)),
+                                          deps=None, history=history)
+            deps = ResearchDeps(
+                run_id=run.id,
+                question=run.question,
+                config=config,
+                store=self.store,
+                http=fetch_client,
+                search=search,
+                sources=sources,
+                plan=run.plan,
+                progress=self.progress,
+            )
+            ledger = ToolLedger()
+            remaining_wall = config.budget.max_wall_seconds - run.elapsed_seconds
+            decision: StopDecision | None = None
+            report: ResearchReport | None = None
+            messages: list[ModelMessage] = list(history)
+            try:
+                if remaining_wall <= 0:
+                    raise TimeoutError
+                async with asyncio.timeout(remaining_wall):
+                    async with self.agent.iter(
+                        None if history else run.question,
+                        message_history=history or None,
+                        deps=deps,
+                        model=model,
+                        usage=run.usage,
+                        usage_limits=config.budget.usage_limits(),
+                        capabilities=[ledger],
+                    ) as agent_run:
+                        async for node in agent_run:
+                            messages = list(agent_run.all_messages())
+                            if isinstance(node, ModelRequestNode) and (not messages or messages[-1] is not node.request):
+                                messages.append(node.request)
+                            next_step = await self._commit_new(
+                                run, tracker, messages, agent_run.usage, started, next_step, ledger, deps
+                            )
+                            if isinstance(node, ModelRequestNode):
+                                tracker.request_started = time.perf_counter()
+                            elif isinstance(node, CallToolsNode):
+                                last_usage = agent_run.usage
+                                self._emit(run.id, "model", "model responded", agent_run.usage)
+                        messages = list(agent_run.all_messages())
+                        next_step = await self._commit_new(
+                            run, tracker, messages, agent_run.usage, started, next_step, ledger, deps
+                        )
+                        assert agent_run.result is not None
+                        report = agent_run.result.output
+                        decision = StopDecision(status="completed", stop_reason="completed")
+            except UsageLimitExceeded as exc:
+                decision = StopDecision(status="budget_exceeded", stop_reason=_usage_limit_reason(exc), error=str(exc))
+            except TimeoutError:
+                decision = StopDecision(
+                    status="budget_exceeded",
+                    stop_reason="wall_time",
+                    error=f"wall-time cap of {config.budget.max_wall_seconds:g}s reached",
+                )
+            except LeaseLostError:
+                raise
+            except (ModelAPIError, FallbackExceptionGroup) as exc:
+                decision = StopDecision(status="failed", stop_reason="provider_error", error=_describe(exc))
+            except (UnexpectedModelBehavior, UserError, ConfigurationError) as exc:
+                decision = StopDecision(status="failed", stop_reason="error", error=_describe(exc))
+            except Exception as exc:  # a bug: still a state, not a crash
+                logfire.exception("run crashed", run_id=run.id)
+                decision = StopDecision(status="failed", stop_reason="internal_error", error=_describe(exc))
+
+            if decision.status != "completed":
+                # Keep whatever the failed turn produced that is complete (e.g. a response that crossed a cap).
+                try:
+                    next_step = await self._commit_new(
+                        run, tracker, messages, last_usage, started, next_step, ledger, deps
+                    )
+                except LeaseLostError:
+                    raise
+                except Exception:
+                    logfire.exception("could not commit the last partial turn", run_id=run.id)
+            return await self._finish(run, decision, deps=deps, history=messages, report=report)
+
+    async def _commit_new(
+        self,
+        run: RunRecord,
+        tracker: _TurnTracker,
+        messages: Sequence[ModelMessage],
+        usage: RunUsage,
+        started: float,
+        next_step: int,
+        ledger: ToolLedger,
+        deps: ResearchDeps,
+    ) -> int:
+        new = list(messages[tracker.committed :])
+        if not new:
+            return next_step
+        model_latency = None
+        if tracker.request_started is not None and any(isinstance(m, ModelResponse) for m in new):
+            model_latency = (time.perf_counter() - tracker.request_started) * 1000
+            tracker.request_started = None
+        steps = build_steps(
+            new,
+            first_seq=next_step,
+            calls_by_id=index_tool_calls(messages),
+            tool_latency_ms=ledger.latencies_ms,
+            model_latency_ms=model_latency,
+        )
+        with logfire.span("commit turn", run_id=run.id, messages=len(new), steps=len(steps)):
+            await self.store.commit_turn(
+                run.id,
+                worker_id=self.worker_id,
+                turn=TurnCommit(
+                    messages=new,
+                    first_seq=tracker.committed,
+                    steps=steps,
+                    usage=usage,
+                    elapsed_seconds=run.elapsed_seconds + (time.monotonic() - started),
+                    plan=deps.plan,
+                ),
+            )
+        tracker.committed = len(messages)
+        return next_step + len(steps)
+
+    async def _finish(
+        self,
+        run: RunRecord,
+        decision: StopDecision,
+        *,
+        deps: ResearchDeps | None,
+        history: Sequence[ModelMessage],
+        report: ResearchReport | None = None,
+    ) -> RunRecord:
+        partial = None
+        if report is None:
+            partial = PartialFindings(
+                plan=(deps.plan if deps else run.plan) or [],
+                sources=sorted(deps.sources) if deps else [],
+                notes=_last_text(history),
+            ).model_dump(mode="json")
+        final = await self.store.finish_run(
+            run.id,
+            worker_id=self.worker_id,
+            status=decision.status,
+            stop_reason=decision.stop_reason,
+            report=report.model_dump(mode="json") if report else None,
+            partial=partial,
+            error=decision.error,
+        )
+        logfire.info(
+            "run stopped: {status} ({stop_reason})",
+            run_id=run.id,
+            status=decision.status,
+            stop_reason=decision.stop_reason,
+            error=decision.error,
+        )
+        self._emit(run.id, "status", f"{decision.status} ({decision.stop_reason})", final.usage)
+        return final
+
+    def _model_for(self, run: RunRecord) -> Model:
+        label = run.config.model
+        if label in self.models:
+            return self.models[label]
+        if self._provider_http is None:
+            self._provider_http = retrying_http_client(self.settings)
+        return resolve_model(
+            label,
+            settings=self.settings,
+            fallback_models=run.config.fallback_models,
+            http_client=self._provider_http,
+        )
+
+    def _search_backend(self, run: RunRecord, client: httpx.AsyncClient) -> SearchBackend:
+        """The run's frozen backend choice; keys come from this worker's settings (never frozen)."""
+        settings = self.settings
+        return build_search_backend(
+            backend=run.config.search_backend,
+            tavily_api_key=settings.tavily_api_key.get_secret_value() if settings.tavily_api_key else None,
+            brave_api_key=settings.brave_api_key.get_secret_value() if settings.brave_api_key else None,
+            searxng_url=run.config.searxng_url,
+            client=client,
+        )
+
+    async def aclose(self) -> None:
+        if self._provider_http is not None:
+            await self._provider_http.aclose()
+            self._provider_http = None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _last_text(history: Sequence[ModelMessage]) -> list[str]:
+    for message in reversed(history):
+        if isinstance(message, ModelResponse):
+            texts = [p.content for p in message.parts if isinstance(p, TextPart) and p.content.strip()]
+            if texts:
+                return texts
+    return []

@@ -1,0 +1,497 @@
+"""The run store: runs, committed messages and steps, the tool-effect ledger, sources, page cache.
+
+Plain SQL on asyncpg. The invariant the runner relies on: a turn (its messages, its steps, the
+run's usage totals) is written in one transaction guarded by the worker's lease, so a reader never
+sees half a turn and a worker that lost its lease can never write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, cast
+
+import asyncpg
+from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, ModelRequest
+from pydantic_ai.usage import RunUsage
+
+from agent.config import RunConfig, RunStatus
+from agent.errors import LeaseLostError, RunNotFoundError
+from tools import FetchedPage
+
+JSONValue = Any  # what asyncpg's jsonb codec returns: dict | list | str | int | float | bool | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunRecord:
+    """One row of `runs`, as the API and CLI see it."""
+
+    id: str
+    question: str
+    status: RunStatus
+    stop_reason: str | None
+    error: str | None
+    config: RunConfig
+    plan: list[str] | None
+    report: dict[str, JSONValue] | None
+    partial: dict[str, JSONValue] | None
+    usage: RunUsage
+    cost_usd: Decimal
+    cost_known: bool
+    elapsed_seconds: float
+    message_count: int
+    attempts: int
+    lease_owner: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepRecord:
+    """One human-readable step: a plan, a model turn, a tool call or an event."""
+
+    seq: int
+    kind: str
+    name: str
+    tool_call_id: str | None = None
+    args: JSONValue = None
+    summary: str = ""
+    ok: bool = True
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal | None = None
+    latency_ms: float | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TurnCommit:
+    """Everything one turn adds, written atomically."""
+
+    messages: Sequence[ModelMessage]
+    first_seq: int
+    steps: Sequence[StepRecord]
+    usage: RunUsage
+    elapsed_seconds: float
+    plan: list[str] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolEffect:
+    tool_call_id: str
+    tool_name: str
+    result: JSONValue
+    latency_ms: float
+
+
+@dataclass(kw_only=True)
+class RunFilter:
+    limit: int = 20
+    statuses: list[str] = field(default_factory=list)
+
+
+def usage_to_json(usage: RunUsage) -> dict[str, JSONValue]:
+    data = dataclasses.asdict(usage)
+    data["cost"] = None if usage.cost is None else str(usage.cost)
+    return data
+
+
+def usage_from_json(data: dict[str, JSONValue]) -> RunUsage:
+    values = dict(data)
+    cost = values.pop("cost", None)
+    usage = RunUsage(**{k: v for k, v in values.items() if k in _RUN_USAGE_FIELDS})
+    usage.cost = None if cost is None else Decimal(str(cost))
+    return usage
+
+
+_RUN_USAGE_FIELDS = {f.name for f in dataclasses.fields(RunUsage)} - {"cost"}
+
+
+def _message_kind(message: ModelMessage) -> str:
+    return "request" if isinstance(message, ModelRequest) else "response"
+
+
+class RunStore:
+    """Typed access to the run tables. Implements `tools.PageCache` too."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    # --- runs ---------------------------------------------------------------------------------
+    async def create_run(self, *, question: str, config: RunConfig) -> RunRecord:
+        run_id = uuid.uuid4()
+        row = await self.pool.fetchrow(
+            "INSERT INTO runs (id, question, status, config, model, prompt_version)"
+            " VALUES ($1, $2, 'queued', $3, $4, $5) RETURNING *",
+            run_id,
+            question,
+            config.model_dump(mode="json"),
+            config.model,
+            config.prompt_version,
+        )
+        return _run_from_row(row)
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        """By full id or a unique prefix of at least 6 characters."""
+        if len(run_id) >= 36:
+            row = await self.pool.fetchrow("SELECT * FROM runs WHERE id::text = $1", run_id.lower())
+        else:
+            if len(run_id) < 6:
+                raise RunNotFoundError(f"run id prefix {run_id!r} is too short: give at least 6 characters")
+            rows = await self.pool.fetch(
+                "SELECT * FROM runs WHERE id::text LIKE $1 || '%' LIMIT 2", run_id.lower()
+            )
+            if len(rows) > 1:
+                raise RunNotFoundError(f"run id prefix {run_id!r} is ambiguous: give more characters")
+            row = rows[0] if rows else None
+        if row is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}; see `research-agent runs list`")
+        return _run_from_row(row)
+
+    async def list_runs(self, *, limit: int = 20) -> list[RunRecord]:
+        rows = await self.pool.fetch("SELECT * FROM runs ORDER BY created_at DESC LIMIT $1", limit)
+        return [_run_from_row(r) for r in rows]
+
+    async def claim_next(self, *, worker_id: str, lease_seconds: float) -> RunRecord | None:
+        """Claim the oldest queued run, or a running one whose lease expired (its worker died)."""
+        row = await self.pool.fetchrow(
+            """
+            UPDATE runs SET status = 'running', lease_owner = $1,
+                   lease_expires_at = now() + make_interval(secs => $2),
+                   attempts = attempts + 1, started_at = coalesce(started_at, now()), updated_at = now()
+            WHERE id = (
+                SELECT id FROM runs
+                WHERE status = 'queued' OR (status = 'running' AND lease_expires_at < now())
+                ORDER BY created_at
+                FOR UPDATE SKIP LOCKED
+                LIMIT 1)
+            RETURNING *
+            """,
+            worker_id,
+            lease_seconds,
+        )
+        return None if row is None else _run_from_row(row)
+
+    async def claim_run(self, run_id: str, *, worker_id: str, lease_seconds: float) -> RunRecord | None:
+        """Claim one specific run if it is claimable (queued, or running with an expired lease)."""
+        row = await self.pool.fetchrow(
+            """
+            UPDATE runs SET status = 'running', lease_owner = $2,
+                   lease_expires_at = now() + make_interval(secs => $3),
+                   attempts = attempts + 1, started_at = coalesce(started_at, now()), updated_at = now()
+            WHERE id = $1 AND (status = 'queued' OR (status = 'running' AND lease_expires_at < now()))
+            RETURNING *
+            """,
+            uuid.UUID(run_id),
+            worker_id,
+            lease_seconds,
+        )
+        return None if row is None else _run_from_row(row)
+
+    async def renew_lease(self, run_id: str, *, worker_id: str, lease_seconds: float) -> bool:
+        result = await self.pool.execute(
+            "UPDATE runs SET lease_expires_at = now() + make_interval(secs => $3)"
+            " WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+            uuid.UUID(run_id),
+            worker_id,
+            lease_seconds,
+        )
+        return result == "UPDATE 1"
+
+    async def requeue(self, run_id: str) -> RunRecord:
+        """Make a stopped (failed, killed, budget_exceeded) run claimable again, keeping its history."""
+        row = await self.pool.fetchrow(
+            "UPDATE runs SET status = 'queued', stop_reason = NULL, error = NULL, lease_owner = NULL,"
+            " lease_expires_at = NULL, finished_at = NULL, updated_at = now()"
+            " WHERE id = $1 AND status IN ('failed', 'killed', 'budget_exceeded') RETURNING *",
+            uuid.UUID(run_id),
+        )
+        if row is None:
+            current = await self.get_run(run_id)
+            raise RunNotFoundError(f"run {run_id} is {current.status}; only stopped runs can be resumed")
+        return _run_from_row(row)
+
+    # --- turns --------------------------------------------------------------------------------
+    async def commit_turn(self, run_id: str, *, worker_id: str, turn: TurnCommit) -> None:
+        """Write a turn's messages, steps and usage in one transaction, if this worker still holds the lease."""
+        rid = uuid.UUID(run_id)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await _check_lease(conn, rid, worker_id)
+            if turn.messages:
+                payload = ModelMessagesTypeAdapter.dump_python(list(turn.messages), mode="json")
+                await conn.executemany(
+                    "INSERT INTO run_messages (run_id, seq, kind, message) VALUES ($1, $2, $3, $4)",
+                    [
+                        (rid, turn.first_seq + i, _message_kind(m), data)
+                        for i, (m, data) in enumerate(zip(turn.messages, payload, strict=True))
+                    ],
+                )
+            if turn.steps:
+                await _insert_steps(conn, rid, turn.steps)
+            await conn.execute(
+                """
+                UPDATE runs SET usage = $2, requests = $3, tool_calls = $4, input_tokens = $5,
+                       output_tokens = $6, cost_usd = $7, cost_known = $8, elapsed_seconds = $9,
+                       message_count = $10, plan = coalesce($11, plan), updated_at = now()
+                WHERE id = $1
+                """,
+                rid,
+                usage_to_json(turn.usage),
+                turn.usage.requests,
+                turn.usage.tool_calls,
+                turn.usage.input_tokens,
+                turn.usage.output_tokens,
+                turn.usage.cost or Decimal(0),
+                turn.usage.cost is not None or turn.usage.requests == 0,
+                turn.elapsed_seconds,
+                turn.first_seq + len(turn.messages),
+                turn.plan,
+            )
+
+    async def finish_run(
+        self,
+        run_id: str,
+        *,
+        worker_id: str,
+        status: RunStatus,
+        stop_reason: str | None,
+        report: dict[str, JSONValue] | None,
+        partial: dict[str, JSONValue] | None = None,
+        error: str | None = None,
+        steps: Sequence[StepRecord] = (),
+    ) -> RunRecord:
+        rid = uuid.UUID(run_id)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await _check_lease(conn, rid, worker_id)
+            if steps:
+                await _insert_steps(conn, rid, steps)
+            row = await conn.fetchrow(
+                """
+                UPDATE runs SET status = $2, stop_reason = $3, report = $4, error = $5, partial = $6,
+                       finished_at = CASE WHEN $2 IN ('queued', 'running', 'awaiting_approval')
+                                          THEN NULL ELSE now() END,
+                       lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+                WHERE id = $1 RETURNING *
+                """,
+                rid,
+                status,
+                stop_reason,
+                report,
+                error,
+                partial,
+            )
+        return _run_from_row(row)
+
+    async def load_messages(self, run_id: str) -> list[ModelMessage]:
+        rows = await self.pool.fetch(
+            "SELECT message FROM run_messages WHERE run_id = $1 ORDER BY seq", uuid.UUID(run_id)
+        )
+        return ModelMessagesTypeAdapter.validate_python([r["message"] for r in rows])
+
+    async def get_steps(self, run_id: str) -> list[StepRecord]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM run_steps WHERE run_id = $1 ORDER BY seq", uuid.UUID(run_id)
+        )
+        return [
+            StepRecord(
+                seq=r["seq"],
+                kind=r["kind"],
+                name=r["name"],
+                tool_call_id=r["tool_call_id"],
+                args=r["args"],
+                summary=r["summary"],
+                ok=r["ok"],
+                input_tokens=r["input_tokens"],
+                output_tokens=r["output_tokens"],
+                cost_usd=r["cost_usd"],
+                latency_ms=r["latency_ms"],
+                created_at=r["created_at"],
+            )
+            for r in rows
+        ]
+
+    async def next_step_seq(self, run_id: str) -> int:
+        value = await self.pool.fetchval(
+            "SELECT coalesce(max(seq) + 1, 0) FROM run_steps WHERE run_id = $1", uuid.UUID(run_id)
+        )
+        return int(value)
+
+    # --- tool-effect ledger ---------------------------------------------------------------------
+    async def get_tool_effect(self, run_id: str, tool_call_id: str) -> ToolEffect | None:
+        row = await self.pool.fetchrow(
+            "SELECT tool_call_id, tool_name, result, latency_ms FROM tool_effects"
+            " WHERE run_id = $1 AND tool_call_id = $2",
+            uuid.UUID(run_id),
+            tool_call_id,
+        )
+        if row is None:
+            return None
+        return ToolEffect(
+            tool_call_id=row["tool_call_id"],
+            tool_name=row["tool_name"],
+            result=row["result"],
+            latency_ms=row["latency_ms"],
+        )
+
+    async def put_tool_effect(
+        self, run_id: str, *, tool_call_id: str, tool_name: str, args: JSONValue, result: JSONValue, latency_ms: float
+    ) -> None:
+        await self.pool.execute(
+            "INSERT INTO tool_effects (run_id, tool_call_id, tool_name, args, result, latency_ms)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, tool_call_id) DO NOTHING",
+            uuid.UUID(run_id),
+            tool_call_id,
+            tool_name,
+            args,
+            result,
+            latency_ms,
+        )
+
+    async def tool_latencies(self, run_id: str, tool_call_ids: Sequence[str]) -> dict[str, float]:
+        rows = await self.pool.fetch(
+            "SELECT tool_call_id, latency_ms FROM tool_effects WHERE run_id = $1 AND tool_call_id = ANY($2)",
+            uuid.UUID(run_id),
+            list(tool_call_ids),
+        )
+        return {r["tool_call_id"]: r["latency_ms"] for r in rows}
+
+    # --- sources --------------------------------------------------------------------------------
+    async def record_source(self, run_id: str, page: FetchedPage) -> None:
+        await self.pool.execute(
+            "INSERT INTO run_sources (run_id, url, final_url, title, text, fetched_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, url) DO UPDATE"
+            " SET final_url = EXCLUDED.final_url, title = EXCLUDED.title, text = EXCLUDED.text,"
+            " fetched_at = EXCLUDED.fetched_at",
+            uuid.UUID(run_id),
+            page.url,
+            page.final_url,
+            page.title,
+            page.text,
+            page.fetched_at,
+        )
+
+    async def load_sources(self, run_id: str) -> dict[str, FetchedPage]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM run_sources WHERE run_id = $1 ORDER BY fetched_at", uuid.UUID(run_id)
+        )
+        return {
+            r["url"]: FetchedPage(
+                url=r["url"],
+                final_url=r["final_url"],
+                status_code=200,
+                content_type="",
+                title=r["title"],
+                text=r["text"],
+                fetched_at=r["fetched_at"],
+            )
+            for r in rows
+        }
+
+    # --- page cache (tools.PageCache) -----------------------------------------------------------
+    async def get_page(self, url: str) -> FetchedPage | None:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM page_cache WHERE url = $1 AND expires_at > now()", url
+        )
+        if row is None:
+            return None
+        return FetchedPage(
+            url=row["url"],
+            final_url=row["final_url"],
+            status_code=row["status_code"],
+            content_type=row["content_type"],
+            title=row["title"],
+            text=row["text"],
+            fetched_at=row["fetched_at"],
+        )
+
+    async def put_page(self, page: FetchedPage, *, ttl: timedelta) -> None:
+        if ttl <= timedelta(0):
+            return
+        await self.pool.execute(
+            """
+            INSERT INTO page_cache (url, final_url, status_code, content_type, title, text, fetched_at, expires_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, now() + $8)
+            ON CONFLICT (url) DO UPDATE SET final_url = EXCLUDED.final_url, status_code = EXCLUDED.status_code,
+                content_type = EXCLUDED.content_type, title = EXCLUDED.title, text = EXCLUDED.text,
+                fetched_at = EXCLUDED.fetched_at, expires_at = EXCLUDED.expires_at
+            """,
+            page.url,
+            page.final_url,
+            page.status_code,
+            page.content_type,
+            page.title,
+            page.text,
+            page.fetched_at,
+            ttl,
+        )
+
+
+async def _check_lease(conn: asyncpg.Connection, run_id: uuid.UUID, worker_id: str) -> None:
+    owner = await conn.fetchval("SELECT lease_owner FROM runs WHERE id = $1 FOR UPDATE", run_id)
+    if owner != worker_id:
+        raise LeaseLostError(f"run {run_id} is now owned by {owner!r}, not {worker_id!r}")
+
+
+async def _insert_steps(conn: asyncpg.Connection, run_id: uuid.UUID, steps: Sequence[StepRecord]) -> None:
+    await conn.executemany(
+        "INSERT INTO run_steps (run_id, seq, kind, name, tool_call_id, args, summary, ok,"
+        " input_tokens, output_tokens, cost_usd, latency_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+        [
+            (
+                run_id,
+                s.seq,
+                s.kind,
+                s.name,
+                s.tool_call_id,
+                s.args,
+                s.summary,
+                s.ok,
+                s.input_tokens,
+                s.output_tokens,
+                s.cost_usd,
+                s.latency_ms,
+            )
+            for s in steps
+        ],
+    )
+
+
+def _run_from_row(row: asyncpg.Record | None) -> RunRecord:
+    assert row is not None
+    return RunRecord(
+        id=str(row["id"]),
+        question=row["question"],
+        status=cast(RunStatus, row["status"]),
+        stop_reason=row["stop_reason"],
+        error=row["error"],
+        config=RunConfig.model_validate(row["config"]),
+        plan=row["plan"],
+        report=row["report"],
+        partial=row["partial"],
+        usage=usage_from_json(row["usage"]),
+        cost_usd=row["cost_usd"],
+        cost_known=row["cost_known"],
+        elapsed_seconds=row["elapsed_seconds"],
+        message_count=row["message_count"],
+        attempts=row["attempts"],
+        lease_owner=row["lease_owner"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+async def release_lease(store: RunStore, run_id: str, *, worker_id: str) -> bool:
+    """Hand a running run back to the queue (graceful worker shutdown); False if not ours."""
+    result = await store.pool.execute(
+        "UPDATE runs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = now()"
+        " WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+        uuid.UUID(run_id),
+        worker_id,
+    )
+    return bool(result == "UPDATE 1")

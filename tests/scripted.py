@@ -1,0 +1,146 @@
+"""A scripted research model for tests: a pydantic-ai `FunctionModel` driven only by the history.
+
+Because each step is decided from the messages alone, a run resumed in another process continues
+exactly where it stopped. `crash_model()` is importable as `factory:tests.scripted:crash_model` by
+worker subprocesses; it appends one line per call to the file named by `RA_SCRIPT_LOG` and, when
+`RA_SCRIPT_HANG_AT` names a message count, hangs on that call (after writing `RA_SCRIPT_HANG_MARK`)
+so a test can SIGKILL the worker in the middle of a model call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    RetryPromptPart,
+    TextPart,
+    ToolCallPart,
+    ToolReturnPart,
+    UserPromptPart,
+)
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_core import to_jsonable_python
+
+_URL = re.compile(r"https?://\S+")
+_FRAME_LINE = re.compile(r"^\s*</?untrusted_data[^>]*>\s*$", re.MULTILINE)
+
+
+@dataclass
+class History:
+    question: str = ""
+    planned: bool = False
+    searched: bool = False
+    search_urls: list[str] = field(default_factory=list)
+    fetched: dict[str, str] = field(default_factory=dict)  # url -> page text
+    failed_fetches: list[str] = field(default_factory=list)
+    retry_prompts: list[str] = field(default_factory=list)
+
+
+def read_history(messages: list[ModelMessage]) -> History:
+    state = History()
+    for message in messages:
+        if not isinstance(message, ModelRequest):
+            continue
+        for part in message.parts:
+            if isinstance(part, UserPromptPart) and not state.question:
+                state.question = str(part.content)
+            elif isinstance(part, RetryPromptPart):
+                state.retry_prompts.append(part.model_response())
+            elif isinstance(part, ToolReturnPart):
+                content = to_jsonable_python(part.content, fallback=str)
+                if part.tool_name == "record_plan":
+                    state.planned = True
+                elif part.tool_name == "web_search":
+                    state.searched = True
+                    if isinstance(content, dict) and content.get("ok"):
+                        state.search_urls += [u for u in _URL.findall(content["results"]) if u not in state.search_urls]
+                elif part.tool_name == "fetch_url":
+                    if isinstance(content, dict) and content.get("ok"):
+                        state.fetched[content["url"]] = _FRAME_LINE.sub("", content["text"]).strip()
+                    elif isinstance(content, dict):
+                        state.failed_fetches.append(str(content.get("message")))
+    return state
+
+
+def first_sentence(text: str) -> str:
+    for sentence in re.split(r"(?<=[.!?])\s+", text):
+        if len(sentence.strip()) >= 20:
+            return sentence.strip()
+    return text.strip()[:200]
+
+
+@dataclass
+class ResearchScript:
+    """Plan → search → fetch up to `max_fetches` pages one per turn → answer quoting each page."""
+
+    max_fetches: int = 2
+    fabricate_quote: bool = False
+    calls: list[int] = field(default_factory=list)
+
+    def __call__(self, messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        self.calls.append(len(messages))
+        return self.decide(messages, info)
+
+    def decide(self, messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        state = read_history(messages)
+        if not state.planned:
+            return _call("record_plan", {"sub_questions": [f"What is known about: {state.question}?"]})
+        if not state.searched:
+            return _call("web_search", {"query": state.question, "max_results": 5})
+        pending = [u for u in state.search_urls if u not in state.fetched]
+        if pending and len(state.fetched) + len(state.failed_fetches) < self.max_fetches:
+            return _call("fetch_url", {"url": pending[0]})
+        citations = [
+            {
+                "url": url,
+                "title": "",
+                "quote": "This sentence was never on the page at all." if self.fabricate_quote else first_sentence(text),
+            }
+            for url, text in state.fetched.items()
+        ]
+        if state.retry_prompts and self.fabricate_quote:
+            # A model that fixes its citations once told: quote the page for real.
+            citations = [{"url": u, "title": "", "quote": first_sentence(t)} for u, t in state.fetched.items()]
+        answer = " ".join(c["quote"] for c in citations) or "I could not find sources."
+        return _call(info.output_tools[0].name, {"answer": answer, "citations": citations, "unresolved": []})
+
+
+def _call(tool: str, args: dict[str, object]) -> ModelResponse:
+    return ModelResponse(parts=[ToolCallPart(tool_name=tool, args=args)])
+
+
+def research_model(**kwargs: object) -> tuple[FunctionModel, ResearchScript]:
+    script = ResearchScript(**kwargs)  # type: ignore[arg-type]
+    return FunctionModel(script, model_name="scripted-research"), script
+
+
+def crash_model() -> FunctionModel:
+    """The scripted model for worker subprocesses, instrumented through environment variables."""
+    script = ResearchScript(max_fetches=int(os.environ.get("RA_SCRIPT_MAX_FETCHES", "2")))
+    log = Path(os.environ["RA_SCRIPT_LOG"]) if os.environ.get("RA_SCRIPT_LOG") else None
+    hang_at = int(os.environ.get("RA_SCRIPT_HANG_AT", "-1"))
+    mark = os.environ.get("RA_SCRIPT_HANG_MARK")
+
+    async def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if log is not None:
+            with log.open("a") as handle:
+                handle.write(json.dumps({"pid": os.getpid(), "messages": len(messages)}) + "\n")
+        if len(messages) == hang_at:
+            if mark:
+                Path(mark).write_text(str(os.getpid()))
+            await asyncio.sleep(3600)
+        return script.decide(messages, info)
+
+    return FunctionModel(respond, model_name="scripted-crash")
+
+
+def text_response(text: str) -> ModelResponse:
+    return ModelResponse(parts=[TextPart(text)])
