@@ -1,0 +1,55 @@
+"""Real worker processes for crash and concurrency tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from agent.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment for a worker subprocess that uses this test's database and fixture web."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RESEARCH_AGENT_", "RA_SCRIPT_"))}
+    assert settings.database_url
+    env.update(
+        {
+            "DATABASE_URL": settings.database_url,
+            "RESEARCH_AGENT_DATA_DIR": str(settings.data_dir),
+            "RESEARCH_AGENT_SEARCH_BACKEND": settings.search_backend,
+            "RESEARCH_AGENT_SEARXNG_URL": settings.searxng_url or "",
+            "RESEARCH_AGENT_FETCH_ALLOW_HOSTS": ",".join(settings.fetch_allow_hosts),
+            "RESEARCH_AGENT_LEASE_SECONDS": str(settings.lease_seconds),
+            "RESEARCH_AGENT_WORKER_POLL_SECONDS": "0.1",
+            "PYTHONPATH": str(ROOT),
+            "LOGFIRE_IGNORE_NO_CONFIG": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def start_worker(env: dict[str, str], *args: str, log: Path) -> subprocess.Popen[bytes]:
+    handle = log.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent", "worker", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
