@@ -10,6 +10,7 @@ from pydantic_ai.messages import (
     ModelMessage,
     ModelRequest,
     ModelResponse,
+    RetryFeedbackPart,
     RetryPromptPart,
     TextPart,
     ToolCallPart,
@@ -91,6 +92,8 @@ def build_steps(
                 call = calls_by_id.get(part.tool_call_id)
                 args: JSONValue = call.args_as_dict() if call else None
                 summary, ok = _summarize_result(part.content)
+                if part.outcome != "success":
+                    summary, ok = _shorten(f"{part.outcome}: {part.model_response_str()}"), False
                 add(
                     kind="plan" if part.tool_name == "record_plan" else "tool",
                     name=part.tool_name,
@@ -100,6 +103,8 @@ def build_steps(
                     ok=ok,
                     latency_ms=tool_latency_ms.get(part.tool_call_id),
                 )
+            elif isinstance(part, RetryFeedbackPart):
+                add(kind="event", name="retry_feedback", summary=_shorten(str(part.content)), ok=False)
             elif isinstance(part, RetryPromptPart):
                 call = calls_by_id.get(part.tool_call_id)
                 add(

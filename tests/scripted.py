@@ -54,6 +54,8 @@ def read_history(messages: list[ModelMessage]) -> History:
                 state.question = str(part.content)
             elif isinstance(part, RetryPromptPart):
                 state.retry_prompts.append(part.model_response())
+            elif isinstance(part, ToolReturnPart) and part.outcome == "retried":
+                state.retry_prompts.append(part.model_response_str())
             elif isinstance(part, ToolReturnPart):
                 content = to_jsonable_python(part.content, fallback=str)
                 if part.tool_name == "record_plan":
@@ -132,7 +134,8 @@ def crash_model() -> FunctionModel:
     async def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         if log is not None:
             with log.open("a") as handle:
-                handle.write(json.dumps({"pid": os.getpid(), "messages": len(messages)}) + "\n")
+                entry = {"pid": os.getpid(), "messages": len(messages), "question": read_history(messages).question}
+                handle.write(json.dumps(entry) + "\n")
         if len(messages) == hang_at:
             if mark:
                 Path(mark).write_text(str(os.getpid()))
