@@ -1,7 +1,7 @@
 """research-agent: a durable, budgeted, observable research agent on pydantic-ai.
 
-    from agent import research, ResearchReport
-    result = await research("What changed in HTTP/3?")
+from agent import research, ResearchReport
+result = await research("What changed in HTTP/3?")
 """
 
 from agent.api import ResearchResult, Runtime, RunView, get_run, open_runtime, research, submit

@@ -9,6 +9,7 @@ citation never reaches a stored report.
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import cache
 from typing import Annotated, Any
 
 import logfire
@@ -16,14 +17,18 @@ from pydantic import Field
 from pydantic_ai import Agent, ModelRetry, RunContext
 
 from agent._citations import check_citations, without_problems
-from agent.deps import ResearchDeps
 from agent._prompts import research_prompt
+from agent.deps import ResearchDeps
 from agent.report import ResearchReport
-from tools import SearchResponse, ToolFailure
-from tools._fetch import FetchLimits
-from tools._fetch_tool import FetchUrlResult, fetch_url
-from tools._framing import frame_untrusted
-from tools._search_tool import web_search
+from tools import (
+    FetchLimits,
+    FetchUrlResult,
+    SearchResponse,
+    ToolFailure,
+    fetch_url,
+    frame_untrusted,
+    web_search,
+)
 
 OUTPUT_RETRIES = 3
 
@@ -87,7 +92,9 @@ def build_agent() -> Agent[ResearchDeps, ResearchReport]:
         deps.emit("fetch", f"fetch: {url}")
         result, page = await fetch_url(
             url,
-            limits=FetchLimits(max_bytes=config.fetch_max_bytes, timeout_seconds=config.fetch_timeout_seconds),
+            limits=FetchLimits(
+                max_bytes=config.fetch_max_bytes, timeout_seconds=config.fetch_timeout_seconds
+            ),
             allow_hosts=frozenset(config.fetch_allow_hosts),
             max_chars=config.fetch_max_chars,
             cache=deps.store,
@@ -119,3 +126,9 @@ def build_agent() -> Agent[ResearchDeps, ResearchReport]:
         )
 
     return agent
+
+
+@cache
+def research_agent() -> Agent[ResearchDeps, ResearchReport]:
+    """The shared agent: it holds no per-run state, so one instance serves every run in a process."""
+    return build_agent()

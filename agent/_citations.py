@@ -57,7 +57,9 @@ def check_citations(report: ResearchReport, sources: Mapping[str, FetchedPage]) 
         if normalize_text(citation.quote) not in body:
             problems.append(
                 CitationProblem(
-                    index=index, citation=citation, reason="the quote does not occur verbatim in the fetched page"
+                    index=index,
+                    citation=citation,
+                    reason="the quote does not occur verbatim in the fetched page",
                 )
             )
     return problems

@@ -21,10 +21,13 @@ from pydantic_ai.tools import ToolDefinition
 from pydantic_core import to_jsonable_python
 
 from agent.deps import ResearchDeps
+from agent.store import ToolEffect
 
 
 @dataclass
 class ToolLedger(AbstractCapability[ResearchDeps]):
+    recorded: dict[str, ToolEffect] = field(default_factory=dict)
+    """Results already in the ledger when the run (re)started, by tool call id."""
     durable_tools: frozenset[str] = frozenset({"web_search", "fetch_url"})
     latencies_ms: dict[str, float] = field(default_factory=dict)
 
@@ -40,7 +43,7 @@ class ToolLedger(AbstractCapability[ResearchDeps]):
         deps = ctx.deps
         durable = call.tool_name in self.durable_tools
         if durable:
-            recorded = await deps.store.get_tool_effect(deps.run_id, call.tool_call_id)
+            recorded = self.recorded.get(call.tool_call_id)
             if recorded is not None:
                 logfire.info(
                     "tool result replayed from ledger",

@@ -15,18 +15,18 @@ from pydantic_ai.models import Model
 from pydantic_ai.usage import RunUsage
 
 from agent._database import open_database
+from agent._prompts import research_prompt
 from agent._telemetry import configure_telemetry
 from agent.config import RunConfig, RunStatus
 from agent.errors import InvalidQuestionError, RunNotFoundError
 from agent.events import ProgressCallback, ignore_progress
 from agent.models import ModelSpec, model_label
-from agent._prompts import research_prompt
 from agent.report import PartialFindings, ResearchReport
 from agent.runner import DurableRunner
 from agent.settings import Settings
 from agent.store import RunRecord, RunStore, StepRecord
 from budgets import Budget
-from tools._search import SearchBackend
+from tools import SearchBackend
 
 MAX_QUESTION_CHARS = 4_000
 
@@ -74,7 +74,9 @@ def validate_question(question: str) -> str:
     if not cleaned:
         raise InvalidQuestionError("the question is empty")
     if len(cleaned) > MAX_QUESTION_CHARS:
-        raise InvalidQuestionError(f"the question is {len(cleaned)} characters; the limit is {MAX_QUESTION_CHARS}")
+        raise InvalidQuestionError(
+            f"the question is {len(cleaned)} characters; the limit is {MAX_QUESTION_CHARS}"
+        )
     if any(ord(c) < 32 and c not in "\n\t" for c in cleaned):
         raise InvalidQuestionError("the question contains control characters (binary input?)")
     return cleaned
@@ -92,7 +94,9 @@ class Runtime:
         self.store = RunStore(pool)
         self.settings = settings
 
-    async def submit(self, question: str, *, model: ModelSpec | None = None, budget: Budget | None = None) -> RunRecord:
+    async def submit(
+        self, question: str, *, model: ModelSpec | None = None, budget: Budget | None = None
+    ) -> RunRecord:
         """Queue a run; a worker will execute it."""
         label = model_label(model) if model is not None else self.settings.model
         config = RunConfig.from_settings(

@@ -106,7 +106,9 @@ def ask(
         if data["report"]:
             out.print(report_panel(data["report"], title=f"Answer · {data['model']}"))
         else:
-            out.print(f"[yellow]No report[/yellow]: {data['status']} ({data['stop_reason']}) {data['error'] or ''}")
+            out.print(
+                f"[yellow]No report[/yellow]: {data['status']} ({data['stop_reason']}) {data['error'] or ''}"
+            )
             if data["partial"]:
                 out.print(data["partial"])
         out.print(

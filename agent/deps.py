@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import httpx
-
 from agent.config import RunConfig
 from agent.events import ProgressCallback, ProgressEvent, ProgressKind, ignore_progress
 from agent.store import RunStore
-from tools import FetchedPage
-from tools._search import SearchBackend
+from tools import FetchedPage, SearchBackend
 
 
 @dataclass(kw_only=True)
@@ -21,7 +18,6 @@ class ResearchDeps:
     question: str
     config: RunConfig
     store: RunStore
-    http: httpx.AsyncClient
     search: SearchBackend
     sources: dict[str, FetchedPage] = field(default_factory=dict)
     plan: list[str] | None = None

@@ -33,7 +33,7 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
 from pydantic_ai.models import Model
 from pydantic_ai.usage import RunUsage
 
-from agent._agent import build_agent
+from agent._agent import research_agent
 from agent._ledger import ToolLedger
 from agent._steps import build_steps, index_tool_calls
 from agent.config import RunStatus
@@ -44,7 +44,7 @@ from agent.models import resolve_model, retrying_http_client
 from agent.report import PartialFindings, ResearchReport
 from agent.settings import Settings
 from agent.store import RunRecord, RunStore, TurnCommit
-from tools._search import SearchBackend, build_search_backend
+from tools import SearchBackend, build_search_backend
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,26 +52,6 @@ class StopDecision:
     status: RunStatus
     stop_reason: str
     error: str | None = None
-
-
-def _usage_limit_reason(error: UsageLimitExceeded) -> str:
-    text = str(error)
-    if "request_limit" in text:
-        return "turns"
-    if "tool_calls_limit" in text:
-        return "tool_calls"
-    if "cost" in text:
-        return "cost"
-    return "tokens"
-
-
-@dataclass
-class _TurnTracker:
-    """What has been committed so far, and timing of the request in flight."""
-
-    committed: int
-    request_started: float | None = None
-    all_calls: dict[str, object] = field(default_factory=dict)
 
 
 class DurableRunner:
@@ -94,19 +74,23 @@ class DurableRunner:
         self.models = dict(models or {})
         self.search_backend = search_backend
         self.progress = progress
-        self.agent: Agent[ResearchDeps, ResearchReport] = build_agent()
+        self.agent: Agent[ResearchDeps, ResearchReport] = research_agent()
         self._provider_http: httpx2.AsyncClient | None = None
+        self._http: httpx.AsyncClient | None = None
 
     async def execute(self, run: RunRecord) -> RunRecord:
         """Run `run` (already claimed by this worker) until it stops; returns the stored final state."""
-        with logfire.set_baggage(run_id=run.id), logfire.span(
-            "research run {run_id}",
-            run_id=run.id,
-            question=run.question,
-            attempt=run.attempts,
-            model=run.config.model,
-            prompt_version=run.config.prompt_version,
-        ) as span:
+        with (
+            logfire.set_baggage(run_id=run.id),
+            logfire.span(
+                "research run {run_id}",
+                run_id=run.id,
+                question=run.question,
+                attempt=run.attempts,
+                model=run.config.model,
+                prompt_version=run.config.prompt_version,
+            ) as span,
+        ):
             heartbeat_lost = asyncio.Event()
             task = asyncio.create_task(self._run_to_stop(run))
             beat = asyncio.create_task(self._heartbeat(run.id, task, heartbeat_lost))
@@ -130,6 +114,14 @@ class DurableRunner:
             span.set_attribute("input_tokens", final.usage.input_tokens)
             span.set_attribute("output_tokens", final.usage.output_tokens)
             return final
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        if self._provider_http is not None:
+            await self._provider_http.aclose()
+            self._provider_http = None
 
     async def _heartbeat(self, run_id: str, task: asyncio.Task[RunRecord], lost: asyncio.Event) -> None:
         interval = self.settings.lease_seconds / 3
@@ -161,141 +153,81 @@ class DurableRunner:
         )
 
     async def _run_to_stop(self, run: RunRecord) -> RunRecord:
-        config = run.config
         history = await self.store.load_messages(run.id)
         if history:
             self._emit(run.id, "resume", f"resuming from {len(history)} committed messages", run.usage)
-        sources = await self.store.load_sources(run.id)
-        started = time.monotonic()
-        tracker = _TurnTracker(committed=len(history))
-        next_step = await self.store.next_step_seq(run.id)
-        last_usage = run.usage
-
-        async with httpx.AsyncClient() as fetch_client:
-            try:
-                model = self._model_for(run)
-                search = self.search_backend or self._search_backend(run, fetch_client)
-            except ConfigurationError as exc:
-                return await self._finish(run, StopDecision(status="failed", stop_reason="error", error=str(exc)),
-                                          deps=None, history=history)
-            deps = ResearchDeps(
-                run_id=run.id,
-                question=run.question,
-                config=config,
-                store=self.store,
-                http=fetch_client,
-                search=search,
-                sources=sources,
-                plan=run.plan,
-                progress=self.progress,
-            )
-            ledger = ToolLedger()
-            remaining_wall = config.budget.max_wall_seconds - run.elapsed_seconds
-            decision: StopDecision | None = None
-            report: ResearchReport | None = None
-            messages: list[ModelMessage] = list(history)
-            try:
-                if remaining_wall <= 0:
-                    raise TimeoutError
-                async with asyncio.timeout(remaining_wall):
-                    async with self.agent.iter(
-                        None if history else run.question,
-                        message_history=history or None,
-                        deps=deps,
-                        model=model,
-                        usage=run.usage,
-                        usage_limits=config.budget.usage_limits(),
-                        capabilities=[ledger],
-                    ) as agent_run:
-                        async for node in agent_run:
-                            messages = list(agent_run.all_messages())
-                            if isinstance(node, ModelRequestNode) and (not messages or messages[-1] is not node.request):
-                                messages.append(node.request)
-                            next_step = await self._commit_new(
-                                run, tracker, messages, agent_run.usage, started, next_step, ledger, deps
-                            )
-                            if isinstance(node, ModelRequestNode):
-                                tracker.request_started = time.perf_counter()
-                            elif isinstance(node, CallToolsNode):
-                                last_usage = agent_run.usage
-                                self._emit(run.id, "model", "model responded", agent_run.usage)
-                        messages = list(agent_run.all_messages())
-                        next_step = await self._commit_new(
-                            run, tracker, messages, agent_run.usage, started, next_step, ledger, deps
-                        )
-                        assert agent_run.result is not None
-                        report = agent_run.result.output
-                        decision = StopDecision(status="completed", stop_reason="completed")
-            except UsageLimitExceeded as exc:
-                decision = StopDecision(status="budget_exceeded", stop_reason=_usage_limit_reason(exc), error=str(exc))
-            except TimeoutError:
-                decision = StopDecision(
-                    status="budget_exceeded",
-                    stop_reason="wall_time",
-                    error=f"wall-time cap of {config.budget.max_wall_seconds:g}s reached",
-                )
+        try:
+            model = self._model_for(run)
+            search = self.search_backend or self._search_backend(run)
+        except ConfigurationError as exc:
+            decision = StopDecision(status="failed", stop_reason="error", error=str(exc))
+            return await self._finish(run, decision, deps=None, history=history)
+        deps = ResearchDeps(
+            run_id=run.id,
+            question=run.question,
+            config=run.config,
+            store=self.store,
+            search=search,
+            sources=await self.store.load_sources(run.id),
+            plan=run.plan,
+            progress=self.progress,
+        )
+        session = _Session(
+            store=self.store,
+            worker_id=self.worker_id,
+            run=run,
+            deps=deps,
+            ledger=ToolLedger(recorded=await self.store.load_tool_effects(run.id)),
+            committed=len(history),
+            next_step=await self.store.next_step_seq(run.id),
+            usage=run.usage,
+            messages=list(history),
+        )
+        report: ResearchReport | None = None
+        try:
+            report = await self._drive(session, model=model, history=history)
+            decision = StopDecision(status="completed", stop_reason="completed")
+        except LeaseLostError:
+            raise
+        except Exception as exc:
+            decision = _decide_stop(exc, run)
+            try:  # keep what the interrupted turn completed (e.g. a response that crossed a cap)
+                await session.commit_new()
             except LeaseLostError:
                 raise
-            except (ModelAPIError, FallbackExceptionGroup) as exc:
-                decision = StopDecision(status="failed", stop_reason="provider_error", error=_describe(exc))
-            except (UnexpectedModelBehavior, UserError, ConfigurationError) as exc:
-                decision = StopDecision(status="failed", stop_reason="error", error=_describe(exc))
-            except Exception as exc:  # a bug: still a state, not a crash
-                logfire.exception("run crashed", run_id=run.id)
-                decision = StopDecision(status="failed", stop_reason="internal_error", error=_describe(exc))
+            except Exception:
+                logfire.exception("could not commit the last partial turn", run_id=run.id)
+        return await self._finish(run, decision, deps=deps, history=session.messages, report=report)
 
-            if decision.status != "completed":
-                # Keep whatever the failed turn produced that is complete (e.g. a response that crossed a cap).
-                try:
-                    next_step = await self._commit_new(
-                        run, tracker, messages, last_usage, started, next_step, ledger, deps
-                    )
-                except LeaseLostError:
-                    raise
-                except Exception:
-                    logfire.exception("could not commit the last partial turn", run_id=run.id)
-            return await self._finish(run, decision, deps=deps, history=messages, report=report)
-
-    async def _commit_new(
-        self,
-        run: RunRecord,
-        tracker: _TurnTracker,
-        messages: Sequence[ModelMessage],
-        usage: RunUsage,
-        started: float,
-        next_step: int,
-        ledger: ToolLedger,
-        deps: ResearchDeps,
-    ) -> int:
-        new = list(messages[tracker.committed :])
-        if not new:
-            return next_step
-        model_latency = None
-        if tracker.request_started is not None and any(isinstance(m, ModelResponse) for m in new):
-            model_latency = (time.perf_counter() - tracker.request_started) * 1000
-            tracker.request_started = None
-        steps = build_steps(
-            new,
-            first_seq=next_step,
-            calls_by_id=index_tool_calls(messages),
-            tool_latency_ms=ledger.latencies_ms,
-            model_latency_ms=model_latency,
-        )
-        with logfire.span("commit turn", run_id=run.id, messages=len(new), steps=len(steps)):
-            await self.store.commit_turn(
-                run.id,
-                worker_id=self.worker_id,
-                turn=TurnCommit(
-                    messages=new,
-                    first_seq=tracker.committed,
-                    steps=steps,
-                    usage=usage,
-                    elapsed_seconds=run.elapsed_seconds + (time.monotonic() - started),
-                    plan=deps.plan,
-                ),
-            )
-        tracker.committed = len(messages)
-        return next_step + len(steps)
+    async def _drive(self, session: _Session, *, model: Model, history: list[ModelMessage]) -> ResearchReport:
+        """pydantic-ai's loop with a commit at every node boundary; raises whatever stops the run early."""
+        run = session.run
+        remaining_wall = run.config.budget.max_wall_seconds - run.elapsed_seconds
+        if remaining_wall <= 0:
+            raise TimeoutError
+        async with (
+            asyncio.timeout(remaining_wall),
+            self.agent.iter(
+                None if history else run.question,
+                message_history=history or None,
+                deps=session.deps,
+                model=model,
+                usage=run.usage,
+                usage_limits=run.config.budget.usage_limits(),
+                capabilities=[session.ledger],
+            ) as agent_run,
+        ):
+            async for node in agent_run:
+                session.observe(agent_run.all_messages(), agent_run.usage, pending=node)
+                await session.commit_new()
+                if isinstance(node, ModelRequestNode):
+                    session.request_started = time.perf_counter()
+                elif isinstance(node, CallToolsNode):
+                    self._emit(run.id, "model", "model responded", agent_run.usage)
+            session.observe(agent_run.all_messages(), agent_run.usage, pending=None)
+            await session.commit_new()
+            assert agent_run.result is not None
+            return agent_run.result.output
 
     async def _finish(
         self,
@@ -345,21 +277,106 @@ class DurableRunner:
             http_client=self._provider_http,
         )
 
-    def _search_backend(self, run: RunRecord, client: httpx.AsyncClient) -> SearchBackend:
+    def _search_backend(self, run: RunRecord) -> SearchBackend:
         """The run's frozen backend choice; keys come from this worker's settings (never frozen)."""
         settings = self.settings
+        if self._http is None:  # one client per runner: creating one loads the CA bundle (~20 ms)
+            self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         return build_search_backend(
             backend=run.config.search_backend,
             tavily_api_key=settings.tavily_api_key.get_secret_value() if settings.tavily_api_key else None,
             brave_api_key=settings.brave_api_key.get_secret_value() if settings.brave_api_key else None,
             searxng_url=run.config.searxng_url,
-            client=client,
+            client=self._http,
         )
 
-    async def aclose(self) -> None:
-        if self._provider_http is not None:
-            await self._provider_http.aclose()
-            self._provider_http = None
+
+@dataclass
+class _Session:
+    """One execution of a run: what is committed so far and what pydantic-ai has produced since."""
+
+    store: RunStore
+    worker_id: str
+    run: RunRecord
+    deps: ResearchDeps
+    ledger: ToolLedger
+    committed: int
+    next_step: int
+    usage: RunUsage
+    messages: list[ModelMessage]
+    started: float = field(default_factory=time.monotonic)
+    request_started: float | None = None
+
+    def observe(self, messages: Sequence[ModelMessage], usage: RunUsage, *, pending: object) -> None:
+        """Record the latest history; a request node's request joins the history only once it is sent."""
+        self.messages = list(messages)
+        if isinstance(pending, ModelRequestNode) and (
+            not self.messages or self.messages[-1] is not pending.request
+        ):
+            self.messages.append(pending.request)
+        self.usage = usage
+
+    async def commit_new(self) -> None:
+        """Commit the messages not yet committed, with their steps and the run's usage, in one transaction."""
+        new = self.messages[self.committed :]
+        if not new:
+            return
+        model_latency = None
+        if self.request_started is not None and any(isinstance(m, ModelResponse) for m in new):
+            model_latency = (time.perf_counter() - self.request_started) * 1000
+            self.request_started = None
+        steps = build_steps(
+            new,
+            first_seq=self.next_step,
+            calls_by_id=index_tool_calls(self.messages),
+            tool_latency_ms=self.ledger.latencies_ms,
+            model_latency_ms=model_latency,
+        )
+        with logfire.span("commit turn", run_id=self.run.id, messages=len(new), steps=len(steps)):
+            await self.store.commit_turn(
+                self.run.id,
+                worker_id=self.worker_id,
+                turn=TurnCommit(
+                    messages=new,
+                    first_seq=self.committed,
+                    steps=steps,
+                    usage=self.usage,
+                    elapsed_seconds=self.run.elapsed_seconds + (time.monotonic() - self.started),
+                    plan=self.deps.plan,
+                ),
+            )
+        self.committed = len(self.messages)
+        self.next_step += len(steps)
+
+
+def _usage_limit_reason(error: UsageLimitExceeded) -> str:
+    text = str(error)
+    if "request_limit" in text:
+        return "turns"
+    if "tool_calls_limit" in text:
+        return "tool_calls"
+    if "cost" in text:
+        return "cost"
+    return "tokens"
+
+
+def _decide_stop(error: Exception, run: RunRecord) -> StopDecision:
+    """Every way a run can stop early, as a status and a reason."""
+    if isinstance(error, UsageLimitExceeded):
+        return StopDecision(
+            status="budget_exceeded", stop_reason=_usage_limit_reason(error), error=str(error)
+        )
+    if isinstance(error, TimeoutError):
+        cap = run.config.budget.max_wall_seconds
+        return StopDecision(
+            status="budget_exceeded", stop_reason="wall_time", error=f"wall-time cap of {cap:g}s reached"
+        )
+    if isinstance(error, ModelAPIError | FallbackExceptionGroup):
+        return StopDecision(status="failed", stop_reason="provider_error", error=_describe(error))
+    if isinstance(error, UnexpectedModelBehavior | UserError | ConfigurationError):
+        return StopDecision(status="failed", stop_reason="error", error=_describe(error))
+    logfire.exception("run crashed", run_id=run.id, _exc_info=error)  # a bug: still a state, not a crash
+    return StopDecision(status="failed", stop_reason="internal_error", error=_describe(error))
 
 
 def _describe(exc: BaseException) -> str:

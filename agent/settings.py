@@ -32,7 +32,8 @@ class Settings(BaseSettings):
         description="pydantic-ai model name (`openai:...`, `anthropic:...`) or `factory:module:callable`.",
     )
     fallback_models: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Comma-separated models tried in order when the primary keeps failing."
+        default_factory=list,
+        description="Comma-separated models tried in order when the primary keeps failing.",
     )
     openai_base_url: str | None = Field(
         default=None, description="Base URL of an OpenAI-compatible server (vLLM, Ollama, LM Studio...)."
@@ -64,7 +65,9 @@ class Settings(BaseSettings):
     )
     fetch_max_bytes: int = Field(default=2_000_000, ge=1_000, le=50_000_000)
     fetch_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
-    fetch_max_chars: int = Field(default=12_000, ge=500, le=200_000, description="Page text shown to the model.")
+    fetch_max_chars: int = Field(
+        default=12_000, ge=500, le=200_000, description="Page text shown to the model."
+    )
     page_cache_ttl_seconds: int = Field(default=86_400, ge=0)
 
     # --- workers -----------------------------------------------------------------------------

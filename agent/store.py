@@ -221,26 +221,16 @@ class RunStore:
         """Write a turn's messages, steps and usage in one transaction, if this worker still holds the lease."""
         rid = uuid.UUID(run_id)
         async with self.pool.acquire() as conn, conn.transaction():
-            await _check_lease(conn, rid, worker_id)
-            if turn.messages:
-                payload = ModelMessagesTypeAdapter.dump_python(list(turn.messages), mode="json")
-                await conn.executemany(
-                    "INSERT INTO run_messages (run_id, seq, kind, message) VALUES ($1, $2, $3, $4)",
-                    [
-                        (rid, turn.first_seq + i, _message_kind(m), data)
-                        for i, (m, data) in enumerate(zip(turn.messages, payload, strict=True))
-                    ],
-                )
-            if turn.steps:
-                await _insert_steps(conn, rid, turn.steps)
-            await conn.execute(
+            # The lease check is the update itself: a worker that lost its lease matches no row.
+            updated = await conn.execute(
                 """
-                UPDATE runs SET usage = $2, requests = $3, tool_calls = $4, input_tokens = $5,
-                       output_tokens = $6, cost_usd = $7, cost_known = $8, elapsed_seconds = $9,
-                       message_count = $10, plan = coalesce($11, plan), updated_at = now()
-                WHERE id = $1
+                UPDATE runs SET usage = $3, requests = $4, tool_calls = $5, input_tokens = $6,
+                       output_tokens = $7, cost_usd = $8, cost_known = $9, elapsed_seconds = $10,
+                       message_count = $11, plan = coalesce($12, plan), updated_at = now()
+                WHERE id = $1 AND lease_owner = $2
                 """,
                 rid,
+                worker_id,
                 usage_to_json(turn.usage),
                 turn.usage.requests,
                 turn.usage.tool_calls,
@@ -252,6 +242,19 @@ class RunStore:
                 turn.first_seq + len(turn.messages),
                 turn.plan,
             )
+            if updated != "UPDATE 1":
+                raise LeaseLostError(f"run {run_id} is no longer leased to {worker_id!r}")
+            if turn.messages:
+                payload = ModelMessagesTypeAdapter.dump_python(list(turn.messages), mode="json")
+                await conn.executemany(
+                    "INSERT INTO run_messages (run_id, seq, kind, message) VALUES ($1, $2, $3, $4)",
+                    [
+                        (rid, turn.first_seq + i, _message_kind(m), data)
+                        for i, (m, data) in enumerate(zip(turn.messages, payload, strict=True))
+                    ],
+                )
+            if turn.steps:
+                await _insert_steps(conn, rid, turn.steps)
 
     async def finish_run(
         self,
@@ -322,24 +325,31 @@ class RunStore:
         return int(value)
 
     # --- tool-effect ledger ---------------------------------------------------------------------
-    async def get_tool_effect(self, run_id: str, tool_call_id: str) -> ToolEffect | None:
-        row = await self.pool.fetchrow(
-            "SELECT tool_call_id, tool_name, result, latency_ms FROM tool_effects"
-            " WHERE run_id = $1 AND tool_call_id = $2",
+    async def load_tool_effects(self, run_id: str) -> dict[str, ToolEffect]:
+        """Every recorded tool result of the run, by tool call id (read once when a run starts or resumes)."""
+        rows = await self.pool.fetch(
+            "SELECT tool_call_id, tool_name, result, latency_ms FROM tool_effects WHERE run_id = $1",
             uuid.UUID(run_id),
-            tool_call_id,
         )
-        if row is None:
-            return None
-        return ToolEffect(
-            tool_call_id=row["tool_call_id"],
-            tool_name=row["tool_name"],
-            result=row["result"],
-            latency_ms=row["latency_ms"],
-        )
+        return {
+            r["tool_call_id"]: ToolEffect(
+                tool_call_id=r["tool_call_id"],
+                tool_name=r["tool_name"],
+                result=r["result"],
+                latency_ms=r["latency_ms"],
+            )
+            for r in rows
+        }
 
     async def put_tool_effect(
-        self, run_id: str, *, tool_call_id: str, tool_name: str, args: JSONValue, result: JSONValue, latency_ms: float
+        self,
+        run_id: str,
+        *,
+        tool_call_id: str,
+        tool_name: str,
+        args: JSONValue,
+        result: JSONValue,
+        latency_ms: float,
     ) -> None:
         await self.pool.execute(
             "INSERT INTO tool_effects (run_id, tool_call_id, tool_name, args, result, latency_ms)"
@@ -351,14 +361,6 @@ class RunStore:
             result,
             latency_ms,
         )
-
-    async def tool_latencies(self, run_id: str, tool_call_ids: Sequence[str]) -> dict[str, float]:
-        rows = await self.pool.fetch(
-            "SELECT tool_call_id, latency_ms FROM tool_effects WHERE run_id = $1 AND tool_call_id = ANY($2)",
-            uuid.UUID(run_id),
-            list(tool_call_ids),
-        )
-        return {r["tool_call_id"]: r["latency_ms"] for r in rows}
 
     # --- sources --------------------------------------------------------------------------------
     async def record_source(self, run_id: str, page: FetchedPage) -> None:
@@ -394,9 +396,7 @@ class RunStore:
 
     # --- page cache (tools.PageCache) -----------------------------------------------------------
     async def get_page(self, url: str) -> FetchedPage | None:
-        row = await self.pool.fetchrow(
-            "SELECT * FROM page_cache WHERE url = $1 AND expires_at > now()", url
-        )
+        row = await self.pool.fetchrow("SELECT * FROM page_cache WHERE url = $1 AND expires_at > now()", url)
         if row is None:
             return None
         return FetchedPage(

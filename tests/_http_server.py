@@ -93,7 +93,11 @@ class LocalHTTPServer:
             do_POST = _serve
             do_HEAD = _serve
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        class _Server(ThreadingHTTPServer):
+            def handle_error(self, request: object, client_address: object) -> None:
+                return  # clients that hang up early (size and time limits) are expected here
+
+        self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -117,7 +121,9 @@ class LocalHTTPServer:
         body = html.encode()
         self.route(
             path,
-            lambda _req: Response(status=status, body=body, headers={"Content-Type": "text/html; charset=utf-8"}),
+            lambda _req: Response(
+                status=status, body=body, headers={"Content-Type": "text/html; charset=utf-8"}
+            ),
         )
 
     def start(self) -> LocalHTTPServer:

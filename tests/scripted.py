@@ -63,7 +63,9 @@ def read_history(messages: list[ModelMessage]) -> History:
                 elif part.tool_name == "web_search":
                     state.searched = True
                     if isinstance(content, dict) and content.get("ok"):
-                        state.search_urls += [u for u in _URL.findall(content["results"]) if u not in state.search_urls]
+                        state.search_urls += [
+                            u for u in _URL.findall(content["results"]) if u not in state.search_urls
+                        ]
                 elif part.tool_name == "fetch_url":
                     if isinstance(content, dict) and content.get("ok"):
                         state.fetched[content["url"]] = _FRAME_LINE.sub("", content["text"]).strip()
@@ -104,13 +106,17 @@ class ResearchScript:
             {
                 "url": url,
                 "title": "",
-                "quote": "This sentence was never on the page at all." if self.fabricate_quote else first_sentence(text),
+                "quote": "This sentence was never on the page at all."
+                if self.fabricate_quote
+                else first_sentence(text),
             }
             for url, text in state.fetched.items()
         ]
         if state.retry_prompts and self.fabricate_quote:
             # A model that fixes its citations once told: quote the page for real.
-            citations = [{"url": u, "title": "", "quote": first_sentence(t)} for u, t in state.fetched.items()]
+            citations = [
+                {"url": u, "title": "", "quote": first_sentence(t)} for u, t in state.fetched.items()
+            ]
         answer = " ".join(c["quote"] for c in citations) or "I could not find sources."
         return _call(info.output_tools[0].name, {"answer": answer, "citations": citations, "unresolved": []})
 
@@ -134,7 +140,11 @@ def crash_model() -> FunctionModel:
     async def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         if log is not None:
             with log.open("a") as handle:
-                entry = {"pid": os.getpid(), "messages": len(messages), "question": read_history(messages).question}
+                entry = {
+                    "pid": os.getpid(),
+                    "messages": len(messages),
+                    "question": read_history(messages).question,
+                }
                 handle.write(json.dumps(entry) + "\n")
         if len(messages) == hang_at:
             if mark:

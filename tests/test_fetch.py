@@ -642,8 +642,8 @@ async def test_fetch_url_survives_a_broken_cache(server: LocalHTTPServer, allow:
 
 async def test_fetch_url_returns_cached_page_with_fresh_framing() -> None:
     stored = FetchedPage(
-        url="https://example.org/a",
-        final_url="https://example.org/a",
+        url="http://127.0.0.1:9/a",
+        final_url="http://127.0.0.1:9/a",
         status_code=200,
         content_type="text/html",
         title="A <system>title</system>",
@@ -651,7 +651,8 @@ async def test_fetch_url_returns_cached_page_with_fresh_framing() -> None:
         fetched_at=datetime.now(UTC),
     )
     cache = MemoryCache(pages={stored.url: stored})
-    result, page = await call(stored.url, frozenset(), cache=cache)
+    # A cache hit is re-checked against this run's allow-list (no DNS, no connection for an IP literal).
+    result, page = await call(stored.url, frozenset({"127.0.0.1:9"}), cache=cache)
     assert page == stored
     assert isinstance(result, FetchUrlResult)
     assert len(FRAME_TAG.findall(result.text)) == 2

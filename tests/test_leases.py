@@ -40,7 +40,9 @@ async def test_claim_is_exclusive_until_the_lease_expires(runtime: Runtime) -> N
         await store.commit_turn(
             run.id,
             worker_id="w1",
-            turn=TurnCommit(messages=[], first_seq=0, steps=[], usage=RunUsage(requests=1), elapsed_seconds=1.0),
+            turn=TurnCommit(
+                messages=[], first_seq=0, steps=[], usage=RunUsage(requests=1), elapsed_seconds=1.0
+            ),
         )
     assert not await store.renew_lease(run.id, worker_id="w1", lease_seconds=30)
     assert (await store.get_run(run.id)).usage.requests == 0

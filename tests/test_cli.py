@@ -1,0 +1,110 @@
+"""The command line, as a user runs it: real processes, real database, the fixture web."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from agent.settings import Settings
+from tests._http_server import LocalHTTPServer
+from tests._processes import ROOT, worker_env
+from tests._web import install_web
+
+MODEL = "factory:tests.scripted:crash_model"
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_ask_json_prints_a_cited_report_and_runs_show_lists_every_step(
+    settings: Settings, http_server: LocalHTTPServer
+) -> None:
+    urls = install_web(http_server)
+    env = worker_env(settings)
+
+    asked = cli(env, "ask", "What changed in HTTP/3?", "--model", MODEL, "--json")
+    assert asked.returncode == 0, asked.stderr
+    data = json.loads(asked.stdout)
+    assert data["status"] == "completed" and data["stop_reason"] == "completed"
+    assert {c["url"] for c in data["report"]["citations"]} == set(urls)
+    assert data["usage"]["requests"] == 5 and data["cost_usd"] is not None
+    assert [s["kind"] for s in data["steps"]].count("model") == 5
+
+    shown = cli(env, "runs", "show", data["run_id"][:8], "--json")
+    assert shown.returncode == 0, shown.stderr
+    detail = json.loads(shown.stdout)
+    assert detail["run_id"] == data["run_id"]
+    assert detail["plan"] and detail["steps"] == data["steps"]
+    fetch = next(s for s in detail["steps"] if s["name"] == "fetch_url")
+    assert fetch["args"]["url"] in urls and fetch["latency_ms"] is not None
+
+    human = cli(env, "runs", "show", data["run_id"])
+    assert human.returncode == 0
+    for expected in ("Plan", "Steps", "record_plan", "web_search", "fetch_url", "completed"):
+        assert expected in human.stdout
+
+    listed = cli(env, "runs", "list", "--json")
+    assert [r["run_id"] for r in json.loads(listed.stdout)] == [data["run_id"]]
+
+
+def test_submit_then_worker_processes_the_queue(settings: Settings, http_server: LocalHTTPServer) -> None:
+    install_web(http_server)
+    env = worker_env(settings)
+    submitted = cli(env, "submit", "What is QUIC?", "--model", MODEL)
+    assert submitted.returncode == 0, submitted.stderr
+    run_id = submitted.stdout.strip()
+    assert len(run_id) == 36
+
+    worked = cli(env, "worker", "--concurrency", "8", "--exit-when-idle")
+    assert worked.returncode == 0, worked.stderr
+    assert f"{run_id} completed" in worked.stderr
+
+    listed = cli(env, "runs", "list")
+    assert run_id[:8] in listed.stdout and "completed" in listed.stdout
+
+
+def test_bad_input_gets_a_clear_error_and_an_exit_code(settings: Settings) -> None:
+    env = worker_env(settings)
+    empty = cli(env, "ask", "   ", "--model", MODEL)
+    assert empty.returncode == 5 and "the question is empty" in empty.stderr
+
+    unknown = cli(env, "runs", "show", "0123456789")
+    assert unknown.returncode == 2 and "no run with id" in unknown.stderr
+
+    bad_setting = cli({**env, "RESEARCH_AGENT_FETCH_MAX_BYTES": "lots"}, "runs", "list")
+    assert bad_setting.returncode == 2 and "fetch_max_bytes" in bad_setting.stderr
+
+    bad_model = cli(env, "ask", "What is QUIC?", "--model", "factory:no.such.module:thing", "--json")
+    assert bad_model.returncode == 1
+    failed = json.loads(bad_model.stdout)
+    assert failed["status"] == "failed" and "cannot import" in failed["error"]
+
+
+def test_embedded_postgres_starts_once_under_the_data_dir_and_is_reused(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RESEARCH_AGENT_") and k != "DATABASE_URL"}
+    env.update({"RESEARCH_AGENT_DATA_DIR": str(tmp_path / "data"), "LOGFIRE_IGNORE_NO_CONFIG": "1"})
+    pid_file = tmp_path / "data" / "pgdata" / "postmaster.pid"
+    try:
+        first = cli(env, "submit", "Is the embedded server reused?")
+        assert first.returncode == 0, first.stderr
+        server_pid = pid_file.read_text().splitlines()[0]
+
+        second = cli(env, "runs", "list", "--json")
+        assert second.returncode == 0, second.stderr
+        assert [r["run_id"] for r in json.loads(second.stdout)] == [first.stdout.strip()]
+        assert pid_file.read_text().splitlines()[0] == server_pid  # the same server answered
+    finally:
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text().splitlines()[0]), signal.SIGINT)
