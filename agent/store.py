@@ -24,6 +24,7 @@ from agent.errors import LeaseLostError, RunNotFoundError
 from tools import FetchedPage
 
 JSONValue = Any  # what asyncpg's jsonb codec returns: dict | list | str | int | float | bool | None
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -431,13 +432,13 @@ class RunStore:
         )
 
 
-async def _check_lease(conn: asyncpg.Connection, run_id: uuid.UUID, worker_id: str) -> None:
+async def _check_lease(conn: Connection, run_id: uuid.UUID, worker_id: str) -> None:
     owner = await conn.fetchval("SELECT lease_owner FROM runs WHERE id = $1 FOR UPDATE", run_id)
     if owner != worker_id:
         raise LeaseLostError(f"run {run_id} is now owned by {owner!r}, not {worker_id!r}")
 
 
-async def _insert_steps(conn: asyncpg.Connection, run_id: uuid.UUID, steps: Sequence[StepRecord]) -> None:
+async def _insert_steps(conn: Connection, run_id: uuid.UUID, steps: Sequence[StepRecord]) -> None:
     await conn.executemany(
         "INSERT INTO run_steps (run_id, seq, kind, name, tool_call_id, args, summary, ok,"
         " input_tokens, output_tokens, cost_usd, latency_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",

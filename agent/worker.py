@@ -7,6 +7,7 @@ machines can share one database; a run whose worker died is claimed again once i
 from __future__ import annotations
 
 import asyncio
+import functools
 from contextlib import suppress
 
 import logfire
@@ -75,7 +76,7 @@ class Worker:
                         )
                         task = asyncio.create_task(self._runner.execute(run))
                         self._active[run.id] = task
-                        task.add_done_callback(lambda t, rid=run.id: self._done(rid, t))
+                        task.add_done_callback(functools.partial(self._done, run.id))
                         continue
                     if self.exit_when_idle and not self._active:
                         break

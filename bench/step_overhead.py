@@ -31,7 +31,6 @@ from urllib.parse import urlsplit, urlunsplit
 os.environ.setdefault("LOGFIRE_IGNORE_NO_CONFIG", "1")
 
 import asyncpg
-import httpx
 import logfire
 from pydantic_ai import Agent
 from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
@@ -139,7 +138,6 @@ class Bench:
     turns: int
     settings: Settings
     runtime: Runtime
-    http: httpx.AsyncClient
     agent: Agent[ResearchDeps, ResearchReport]
     search: FixedSearch
     budget: Budget
@@ -160,7 +158,6 @@ class Bench:
             question=QUESTION,
             config=self.config(model),
             store=self.runtime.store,
-            http=self.http,
             search=self.search,
         )
         result = await self.agent.run(
@@ -192,29 +189,6 @@ def _p90(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
 
 
-async def _fixed_costs() -> dict[str, float]:
-    """Per-run work the durable side does that the plain side (built once) does not; median ms."""
-
-    def median_ms(samples: list[float]) -> float:
-        return statistics.median(samples) * 1000
-
-    agent_samples: list[float] = []
-    for _ in range(10):
-        started = time.perf_counter()
-        build_agent()
-        agent_samples.append(time.perf_counter() - started)
-    client_samples: list[float] = []
-    for _ in range(10):
-        started = time.perf_counter()
-        async with httpx.AsyncClient():
-            pass
-        client_samples.append(time.perf_counter() - started)
-    return {
-        "build_agent()": median_ms(agent_samples),
-        "httpx.AsyncClient() open+close": median_ms(client_samples),
-    }
-
-
 def _with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
@@ -233,12 +207,10 @@ async def run_bench(args: argparse.Namespace, admin_url: str, data_dir: Path) ->
         database_url=dsn, data_dir=data_dir, model="test", search_backend="searxng", lease_seconds=15.0
     )
     runtime = Runtime(pool=pool, settings=settings)
-    http = httpx.AsyncClient()
     bench = Bench(
         turns=args.turns,
         settings=settings,
         runtime=runtime,
-        http=http,
         agent=build_agent(),
         search=FixedSearch(),
         budget=Budget(max_turns=args.turns),
@@ -260,12 +232,10 @@ async def run_bench(args: argparse.Namespace, admin_url: str, data_dir: Path) ->
             await bench.durable(Runtime(pool=count_pool, settings=settings))
         finally:
             await count_pool.close()
-        fixed = await _fixed_costs()
     finally:
-        await http.aclose()
         await runtime.aclose()
 
-    _report(args, plain_ms, durable_ms, counter, fixed)
+    _report(args, plain_ms, durable_ms, counter)
 
 
 def _report(
@@ -273,7 +243,6 @@ def _report(
     plain_ms: list[float],
     durable_ms: list[float],
     counter: SqlCounter,
-    fixed: dict[str, float],
 ) -> None:
     turns = args.turns
     print(
@@ -299,10 +268,6 @@ def _report(
     )
     for query, count in sorted(counter.by_query.items(), key=lambda kv: -kv[1])[:8]:
         print(f"  {count:>3} x {query}")
-    print(
-        "fixed per-run costs inside the durable side: "
-        + ", ".join(f"{name} {ms:.2f} ms" for name, ms in fixed.items())
-    )
     ratio = statistics.median(durable_ms) / statistics.median(plain_ms)
     print(
         f"\ndurable/plain = {ratio:.1f}x (paired median {statistics.median(ratios):.2f}x),"
