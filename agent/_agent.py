@@ -92,9 +92,7 @@ def build_agent() -> Agent[ResearchDeps, ResearchReport]:
         deps.emit("fetch", f"fetch: {url}")
         result, page = await fetch_url(
             url,
-            limits=FetchLimits(
-                max_bytes=config.fetch_max_bytes, timeout_seconds=config.fetch_timeout_seconds
-            ),
+            limits=FetchLimits(max_bytes=config.fetch_max_bytes, timeout_seconds=config.fetch_timeout_seconds),
             allow_hosts=frozenset(config.fetch_allow_hosts),
             max_chars=config.fetch_max_chars,
             cache=deps.store,
@@ -112,9 +110,7 @@ def build_agent() -> Agent[ResearchDeps, ResearchReport]:
         problems = check_citations(report, ctx.deps.sources)
         if not problems:
             return report
-        logfire.warn(
-            "unverifiable citations", run_id=ctx.deps.run_id, problems=[p.describe() for p in problems]
-        )
+        logfire.warn("unverifiable citations", run_id=ctx.deps.run_id, problems=[p.describe() for p in problems])
         if ctx.last_attempt:
             return without_problems(report, problems)
         fetched = ", ".join(sorted(ctx.deps.sources)) or "none yet"

@@ -89,9 +89,7 @@ async def apply_migrations(pool: asyncpg.Pool) -> list[str]:
         for migration in load_migrations():
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK_KEY)
-                done = await conn.fetchval(
-                    "SELECT 1 FROM schema_migrations WHERE version = $1", migration.version
-                )
+                done = await conn.fetchval("SELECT 1 FROM schema_migrations WHERE version = $1", migration.version)
                 if done:
                     continue
                 await conn.execute(migration.sql)

@@ -72,8 +72,7 @@ def runs_table(runs: list[RunRecord]) -> Table:
     for run in runs:
         table.add_row(
             run.id[:8],
-            run.status
-            + (f" ({run.stop_reason})" if run.stop_reason and run.stop_reason != run.status else ""),
+            run.status + (f" ({run.stop_reason})" if run.stop_reason and run.stop_reason != run.status else ""),
             escape(run.question[:60]),
             str(run.usage.requests),
             str(run.usage.input_tokens + run.usage.output_tokens),

@@ -74,9 +74,7 @@ def validate_question(question: str) -> str:
     if not cleaned:
         raise InvalidQuestionError("the question is empty")
     if len(cleaned) > MAX_QUESTION_CHARS:
-        raise InvalidQuestionError(
-            f"the question is {len(cleaned)} characters; the limit is {MAX_QUESTION_CHARS}"
-        )
+        raise InvalidQuestionError(f"the question is {len(cleaned)} characters; the limit is {MAX_QUESTION_CHARS}")
     if any(ord(c) < 32 and c not in "\n\t" for c in cleaned):
         raise InvalidQuestionError("the question contains control characters (binary input?)")
     return cleaned
@@ -94,9 +92,7 @@ class Runtime:
         self.store = RunStore(pool)
         self.settings = settings
 
-    async def submit(
-        self, question: str, *, model: ModelSpec | None = None, budget: Budget | None = None
-    ) -> RunRecord:
+    async def submit(self, question: str, *, model: ModelSpec | None = None, budget: Budget | None = None) -> RunRecord:
         """Queue a run; a worker will execute it."""
         label = model_label(model) if model is not None else self.settings.model
         config = RunConfig.from_settings(
@@ -116,9 +112,7 @@ class Runtime:
         """Submit a run and execute it in this process, holding a lease like any worker."""
         record = await self.submit(question, model=model, budget=budget)
         worker_id = new_worker_id("inline")
-        claimed = await self.store.claim_run(
-            record.id, worker_id=worker_id, lease_seconds=self.settings.lease_seconds
-        )
+        claimed = await self.store.claim_run(record.id, worker_id=worker_id, lease_seconds=self.settings.lease_seconds)
         if claimed is None:  # a worker picked it up first; it is theirs now
             raise RunNotFoundError(f"run {record.id} was claimed by a worker before it could start here")
         models = {claimed.config.model: model} if isinstance(model, Model) else {}

@@ -52,9 +52,7 @@ err = Console(stderr=True)
 T = TypeVar("T")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-ModelOption = Annotated[
-    str | None, typer.Option("--model", "-m", help="Model name; default: RESEARCH_AGENT_MODEL.")
-]
+ModelOption = Annotated[str | None, typer.Option("--model", "-m", help="Model name; default: RESEARCH_AGENT_MODEL.")]
 
 
 def _run(body: Callable[[Runtime], Awaitable[T]]) -> T:
@@ -106,9 +104,7 @@ def ask(
         if data["report"]:
             out.print(report_panel(data["report"], title=f"Answer · {data['model']}"))
         else:
-            out.print(
-                f"[yellow]No report[/yellow]: {data['status']} ({data['stop_reason']}) {data['error'] or ''}"
-            )
+            out.print(f"[yellow]No report[/yellow]: {data['status']} ({data['stop_reason']}) {data['error'] or ''}")
             if data["partial"]:
                 out.print(data["partial"])
         out.print(

@@ -9,9 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.settings import SearchBackendName, Settings
 from budgets import Budget
 
-RunStatus = Literal[
-    "queued", "running", "completed", "failed", "budget_exceeded", "killed", "awaiting_approval"
-]
+RunStatus = Literal["queued", "running", "completed", "failed", "budget_exceeded", "killed", "awaiting_approval"]
 TERMINAL_STATUSES: frozenset[RunStatus] = frozenset({"completed", "failed", "budget_exceeded", "killed"})
 
 

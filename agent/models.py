@@ -82,9 +82,7 @@ def _last_response_or_raise(state: RetryCallState) -> httpx2.Response:
     if isinstance(error, httpx2.HTTPStatusError):
         failed = error.response
         headers = [(k, v) for k, v in failed.headers.multi_items() if k.lower() not in _STALE_BODY_HEADERS]
-        return httpx2.Response(
-            failed.status_code, headers=headers, content=failed.content, request=failed.request
-        )
+        return httpx2.Response(failed.status_code, headers=headers, content=failed.content, request=failed.request)
     return state.outcome.result()  # type: ignore[no-any-return]  # re-raises the timeout / network error
 
 
@@ -92,9 +90,7 @@ def retrying_http_client(settings: Settings) -> httpx2.AsyncClient:
     """An HTTP client for providers that retries transient failures with Retry-After-aware backoff."""
     transport = AsyncHTTPX2TenacityTransport(
         config=RetryConfig(
-            retry=retry_if_exception_type(
-                (httpx2.HTTPStatusError, httpx2.TimeoutException, httpx2.NetworkError)
-            ),
+            retry=retry_if_exception_type((httpx2.HTTPStatusError, httpx2.TimeoutException, httpx2.NetworkError)),
             wait=wait_retry_after(
                 fallback_strategy=wait_exponential(multiplier=0.5, max=settings.provider_max_wait_seconds),
                 max_wait=settings.provider_max_wait_seconds,

@@ -310,9 +310,7 @@ class _Session:
     def observe(self, messages: Sequence[ModelMessage], usage: RunUsage, *, pending: object) -> None:
         """Record the latest history; a request node's request joins the history only once it is sent."""
         self.messages = list(messages)
-        if isinstance(pending, ModelRequestNode) and (
-            not self.messages or self.messages[-1] is not pending.request
-        ):
+        if isinstance(pending, ModelRequestNode) and (not self.messages or self.messages[-1] is not pending.request):
             self.messages.append(pending.request)
         self.usage = usage
 
@@ -363,9 +361,7 @@ def _usage_limit_reason(error: UsageLimitExceeded) -> str:
 def _decide_stop(error: Exception, run: RunRecord) -> StopDecision:
     """Every way a run can stop early, as a status and a reason."""
     if isinstance(error, UsageLimitExceeded):
-        return StopDecision(
-            status="budget_exceeded", stop_reason=_usage_limit_reason(error), error=str(error)
-        )
+        return StopDecision(status="budget_exceeded", stop_reason=_usage_limit_reason(error), error=str(error))
     if isinstance(error, TimeoutError):
         cap = run.config.budget.max_wall_seconds
         return StopDecision(

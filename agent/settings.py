@@ -65,9 +65,7 @@ class Settings(BaseSettings):
     )
     fetch_max_bytes: int = Field(default=2_000_000, ge=1_000, le=50_000_000)
     fetch_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
-    fetch_max_chars: int = Field(
-        default=12_000, ge=500, le=200_000, description="Page text shown to the model."
-    )
+    fetch_max_chars: int = Field(default=12_000, ge=500, le=200_000, description="Page text shown to the model.")
     page_cache_ttl_seconds: int = Field(default=86_400, ge=0)
 
     # --- workers -----------------------------------------------------------------------------

@@ -144,9 +144,7 @@ class RunStore:
         else:
             if len(run_id) < 6:
                 raise RunNotFoundError(f"run id prefix {run_id!r} is too short: give at least 6 characters")
-            rows = await self.pool.fetch(
-                "SELECT * FROM runs WHERE id::text LIKE $1 || '%' LIMIT 2", run_id.lower()
-            )
+            rows = await self.pool.fetch("SELECT * FROM runs WHERE id::text LIKE $1 || '%' LIMIT 2", run_id.lower())
             if len(rows) > 1:
                 raise RunNotFoundError(f"run id prefix {run_id!r} is ambiguous: give more characters")
             row = rows[0] if rows else None
@@ -298,9 +296,7 @@ class RunStore:
         return ModelMessagesTypeAdapter.validate_python([r["message"] for r in rows])
 
     async def get_steps(self, run_id: str) -> list[StepRecord]:
-        rows = await self.pool.fetch(
-            "SELECT * FROM run_steps WHERE run_id = $1 ORDER BY seq", uuid.UUID(run_id)
-        )
+        rows = await self.pool.fetch("SELECT * FROM run_steps WHERE run_id = $1 ORDER BY seq", uuid.UUID(run_id))
         return [
             StepRecord(
                 seq=r["seq"],

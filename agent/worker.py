@@ -66,14 +66,10 @@ class Worker:
                     if not self._active:
                         break
                 elif len(self._active) < self.concurrency:
-                    run = await store.claim_next(
-                        worker_id=self.worker_id, lease_seconds=settings.lease_seconds
-                    )
+                    run = await store.claim_next(worker_id=self.worker_id, lease_seconds=settings.lease_seconds)
                     if run is not None:
                         claimed_total += 1
-                        logfire.info(
-                            "claimed run", run_id=run.id, worker_id=self.worker_id, attempt=run.attempts
-                        )
+                        logfire.info("claimed run", run_id=run.id, worker_id=self.worker_id, attempt=run.attempts)
                         task = asyncio.create_task(self._runner.execute(run))
                         self._active[run.id] = task
                         task.add_done_callback(functools.partial(self._done, run.id))

@@ -160,9 +160,7 @@ class Bench:
             store=self.runtime.store,
             search=self.search,
         )
-        result = await self.agent.run(
-            QUESTION, model=model, deps=deps, usage_limits=self.budget.usage_limits()
-        )
+        result = await self.agent.run(QUESTION, model=model, deps=deps, usage_limits=self.budget.usage_limits())
         assert result.usage.requests == script.calls == self.turns, (result.usage, script.calls)
         assert deps.plan, "record_plan did not run"
         return script.calls
@@ -203,9 +201,7 @@ async def run_bench(args: argparse.Namespace, admin_url: str, data_dir: Path) ->
     dsn = _with_database(admin_url, "step_overhead")
     pool = await create_pool(dsn, max_size=5)
     await apply_migrations(pool)
-    settings = Settings(
-        database_url=dsn, data_dir=data_dir, model="test", search_backend="searxng", lease_seconds=15.0
-    )
+    settings = Settings(database_url=dsn, data_dir=data_dir, model="test", search_backend="searxng", lease_seconds=15.0)
     runtime = Runtime(pool=pool, settings=settings)
     bench = Bench(
         turns=args.turns,

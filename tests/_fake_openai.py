@@ -118,9 +118,7 @@ class FakeOpenAI:
         with self._lock:
             self.calls.append(call)
 
-    def _decide(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
-    ) -> tuple[str, dict[str, Any]]:
+    def _decide(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
         names_by_id = {
             tc["id"]: tc["function"]["name"]
             for m in messages
@@ -140,9 +138,7 @@ class FakeOpenAI:
             wanted = self.page_url.rstrip("/")
             found = [u for u in _URL.findall(results["web_search"]) if u.rstrip("/") == wanted]
             return "fetch_url", {"url": found[0] if found else self.page_url}
-        output_tool = next(
-            t["function"]["name"] for t in tools if t.get("function", {}).get("name") not in AGENT_TOOLS
-        )
+        output_tool = next(t["function"]["name"] for t in tools if t.get("function", {}).get("name") not in AGENT_TOOLS)
         citation = {"url": self.page_url, "title": self.title, "quote": self.quote}
         return output_tool, {"answer": self.quote, "citations": [citation], "unresolved": []}
 

@@ -121,9 +121,7 @@ class LocalHTTPServer:
         body = html.encode()
         self.route(
             path,
-            lambda _req: Response(
-                status=status, body=body, headers={"Content-Type": "text/html; charset=utf-8"}
-            ),
+            lambda _req: Response(status=status, body=body, headers={"Content-Type": "text/html; charset=utf-8"}),
         )
 
     def start(self) -> LocalHTTPServer:

@@ -39,12 +39,9 @@ def install_web(server: LocalHTTPServer, *, pages: dict[str, tuple[str, str]] | 
 
     def search(_request: Request) -> Response:
         results = [
-            {"title": title, "url": server.url(path), "content": body[:80]}
-            for path, (title, body) in pages.items()
+            {"title": title, "url": server.url(path), "content": body[:80]} for path, (title, body) in pages.items()
         ]
-        return Response(
-            body=json.dumps({"results": results}).encode(), headers={"Content-Type": "application/json"}
-        )
+        return Response(body=json.dumps({"results": results}).encode(), headers={"Content-Type": "application/json"})
 
     server.route("/search", search)
     return urls

@@ -63,9 +63,7 @@ def read_history(messages: list[ModelMessage]) -> History:
                 elif part.tool_name == "web_search":
                     state.searched = True
                     if isinstance(content, dict) and content.get("ok"):
-                        state.search_urls += [
-                            u for u in _URL.findall(content["results"]) if u not in state.search_urls
-                        ]
+                        state.search_urls += [u for u in _URL.findall(content["results"]) if u not in state.search_urls]
                 elif part.tool_name == "fetch_url":
                     if isinstance(content, dict) and content.get("ok"):
                         state.fetched[content["url"]] = _FRAME_LINE.sub("", content["text"]).strip()
@@ -114,9 +112,7 @@ class ResearchScript:
         ]
         if state.retry_prompts and self.fabricate_quote:
             # A model that fixes its citations once told: quote the page for real.
-            citations = [
-                {"url": u, "title": "", "quote": first_sentence(t)} for u, t in state.fetched.items()
-            ]
+            citations = [{"url": u, "title": "", "quote": first_sentence(t)} for u, t in state.fetched.items()]
         answer = " ".join(c["quote"] for c in citations) or "I could not find sources."
         return _call(info.output_tools[0].name, {"answer": answer, "citations": citations, "unresolved": []})
 

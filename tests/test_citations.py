@@ -47,9 +47,7 @@ def test_unfetched_urls_and_absent_quotes_are_problems() -> None:
     ]
 
 
-async def test_a_fabricated_quote_is_sent_back_and_fixed(
-    runtime: Runtime, http_server: LocalHTTPServer
-) -> None:
+async def test_a_fabricated_quote_is_sent_back_and_fixed(runtime: Runtime, http_server: LocalHTTPServer) -> None:
     install_web(http_server)
     script = ResearchScript(max_fetches=1, fabricate_quote=True)
     result = await runtime.research("What is HTTP/3?", model=FunctionModel(script))

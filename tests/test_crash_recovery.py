@@ -103,9 +103,7 @@ async def test_sigkill_during_model_call_resumes_without_repeating_work(
     mark = tmp_path / "hanging"
 
     # The 4th model call (history of 7 messages: after plan, search and one completed fetch) hangs.
-    env = worker_env(
-        settings, RA_SCRIPT_LOG=str(script_log), RA_SCRIPT_HANG_AT="7", RA_SCRIPT_HANG_MARK=str(mark)
-    )
+    env = worker_env(settings, RA_SCRIPT_LOG=str(script_log), RA_SCRIPT_HANG_AT="7", RA_SCRIPT_HANG_MARK=str(mark))
     first = start_worker(env, log=tmp_path / "worker-a.log")
     try:
         wait_for(mark.exists, timeout=30, what="the model call to hang")

@@ -40,9 +40,7 @@ from tools._fetch_tool import FetchUrlArgs, FetchUrlResult, fetch_url
 from tools._types import FetchedPage, ToolFailure
 
 LIMITS = FetchLimits(max_bytes=200_000, timeout_seconds=5.0, max_redirects=3)
-PNG = (
-    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
-)
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
 ARTICLE = """<!doctype html><html><head><title>Foxes in the wild | Example News</title></head><body>
 <nav><ul><li><a href="/">Home</a></li><li><a href="/about">About us</a></li>
 <li><a href="/c">Contact</a></li></ul></nav>
@@ -304,9 +302,7 @@ async def test_redirect_chain_to_internal_address_is_refused_before_connecting(
     redirect(server, f"/chain-a-{key}", f"/chain-b-{key}")
     redirect(server, f"/chain-b-{key}", target)
     with pytest.raises(BlockedURLError) as info:
-        await fetch_page(
-            server.url(f"/chain-a-{key}"), limits=LIMITS, allow_hosts=allow | extra_allow, client=client
-        )
+        await fetch_page(server.url(f"/chain-a-{key}"), limits=LIMITS, allow_hosts=allow | extra_allow, client=client)
     assert info.value.code == "blocked_url"
     assert server.hits[f"/chain-a-{key}"] == 1 and server.hits[f"/chain-b-{key}"] == 1
     # Proof of no connection attempt: only the two local hops ever reached the transport or a socket.
@@ -345,16 +341,10 @@ def test_check_destination_is_pure_and_blocks_metadata_even_when_allow_listed() 
         "0.0.0.0",
     ]:
         with pytest.raises(BlockedURLError, match="private/internal"):
-            check_destination(
-                url="http://x/", hostname="evil.example", port=80, ips=[ip], allow_hosts=everything
-            )
+            check_destination(url="http://x/", hostname="evil.example", port=80, ips=[ip], allow_hosts=everything)
     # Allowed: public addresses, and private ones behind an allow-listed host (name, case, trailing dot).
-    check_destination(
-        url="http://x/", hostname="example.com", port=443, ips=["93.184.216.34"], allow_hosts=frozenset()
-    )
-    check_destination(
-        url="http://x/", hostname="INTRANET.local.", port=8080, ips=["10.1.2.3"], allow_hosts=everything
-    )
+    check_destination(url="http://x/", hostname="example.com", port=443, ips=["93.184.216.34"], allow_hosts=frozenset())
+    check_destination(url="http://x/", hostname="INTRANET.local.", port=8080, ips=["10.1.2.3"], allow_hosts=everything)
     with pytest.raises(ValueError, match="invalid allow_hosts entry"):
         check_destination(
             url="http://x/", hostname="a", port=80, ips=["10.0.0.1"], allow_hosts=frozenset({"http://a/"})
@@ -388,9 +378,7 @@ async def test_dns_is_resolved_once_per_hop_and_the_connection_is_pinned(
     assert "pinned.test" not in guard.lookups  # the real resolver was never asked
 
 
-async def test_name_resolving_to_a_private_address_is_refused(
-    guard: Attempts, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_name_resolving_to_a_private_address_is_refused(guard: Attempts, monkeypatch: pytest.MonkeyPatch) -> None:
     async def resolver(hostname: str) -> list[str]:
         return ["93.184.216.34", "10.0.0.1"]
 
@@ -426,9 +414,7 @@ async def test_chunked_oversized_body_is_cut_off_while_streaming(
     server: LocalHTTPServer, allow: frozenset[str]
 ) -> None:
     chunk = b"x" * 65_536
-    server.route(
-        "/chunked-big", lambda _req: Response(chunks=[chunk] * 200, headers={"Content-Type": "text/plain"})
-    )
+    server.route("/chunked-big", lambda _req: Response(chunks=[chunk] * 200, headers={"Content-Type": "text/plain"}))
     tracemalloc.start()
     try:
         with pytest.raises(FetchTooLargeError):
@@ -439,9 +425,7 @@ async def test_chunked_oversized_body_is_cut_off_while_streaming(
     assert peak < 3_000_000  # the 13 MB stream was never buffered
 
 
-async def test_gzip_bomb_is_refused_without_inflating_it(
-    server: LocalHTTPServer, allow: frozenset[str]
-) -> None:
+async def test_gzip_bomb_is_refused_without_inflating_it(server: LocalHTTPServer, allow: frozenset[str]) -> None:
     compressor = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
     block = b"A" * (1 << 20)
     bomb = b"".join(compressor.compress(block) for _ in range(128)) + compressor.flush()
@@ -467,15 +451,11 @@ async def test_unrequested_content_encodings_are_refused(
         await fetch_page(server.url(path), limits=LIMITS, allow_hosts=allow)
 
 
-async def test_slow_drip_is_stopped_at_the_total_deadline(
-    server: LocalHTTPServer, allow: frozenset[str]
-) -> None:
+async def test_slow_drip_is_stopped_at_the_total_deadline(server: LocalHTTPServer, allow: frozenset[str]) -> None:
     # Every chunk arrives well inside any per-read timeout; only a total deadline can stop this.
     server.route(
         "/drip",
-        lambda _req: Response(
-            chunks=[b"x" * 10] * 40, chunk_delay=0.2, headers={"Content-Type": "text/plain"}
-        ),
+        lambda _req: Response(chunks=[b"x" * 10] * 40, chunk_delay=0.2, headers={"Content-Type": "text/plain"}),
     )
     limits = FetchLimits(max_bytes=200_000, timeout_seconds=1.0)
     started = time.monotonic()
@@ -485,9 +465,7 @@ async def test_slow_drip_is_stopped_at_the_total_deadline(
     assert info.value.code == "timeout" and info.value.retryable
 
 
-async def test_slow_headers_are_stopped_at_the_deadline(
-    server: LocalHTTPServer, allow: frozenset[str]
-) -> None:
+async def test_slow_headers_are_stopped_at_the_deadline(server: LocalHTTPServer, allow: frozenset[str]) -> None:
     def stall(_req: Request) -> Response:
         time.sleep(3)
         return Response(body=b"late", headers={"Content-Type": "text/plain"})
@@ -525,9 +503,7 @@ async def test_binary_content_is_refused(
 
 
 @pytest.mark.parametrize(("status", "retryable"), [(404, False), (403, False), (503, True), (429, True)])
-async def test_error_statuses(
-    server: LocalHTTPServer, allow: frozenset[str], status: int, retryable: bool
-) -> None:
+async def test_error_statuses(server: LocalHTTPServer, allow: frozenset[str], status: int, retryable: bool) -> None:
     server.html(f"/status-{status}", "<p>nope</p>", status=status)
     with pytest.raises(FetchHTTPError, match=f"HTTP {status}") as info:
         await fetch_page(server.url(f"/status-{status}"), limits=LIMITS, allow_hosts=allow)
@@ -607,9 +583,7 @@ async def test_fetch_url_frames_page_text_and_neutralizes_a_fake_closing_tag(
     assert "ignore previous instructions" in result.text  # neutralized, not deleted
 
 
-async def test_fetch_url_truncates_with_an_explicit_marker(
-    server: LocalHTTPServer, allow: frozenset[str]
-) -> None:
+async def test_fetch_url_truncates_with_an_explicit_marker(server: LocalHTTPServer, allow: frozenset[str]) -> None:
     text = "".join(f"Sentence number {i} of a long document. " for i in range(200))
     serve(server, "/long", text.encode(), "text/plain")
     result, page = await call(server.url("/long"), allow, max_chars=1000)

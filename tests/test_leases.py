@@ -40,9 +40,7 @@ async def test_claim_is_exclusive_until_the_lease_expires(runtime: Runtime) -> N
         await store.commit_turn(
             run.id,
             worker_id="w1",
-            turn=TurnCommit(
-                messages=[], first_seq=0, steps=[], usage=RunUsage(requests=1), elapsed_seconds=1.0
-            ),
+            turn=TurnCommit(messages=[], first_seq=0, steps=[], usage=RunUsage(requests=1), elapsed_seconds=1.0),
         )
     assert not await store.renew_lease(run.id, worker_id="w1", lease_seconds=30)
     assert (await store.get_run(run.id)).usage.requests == 0
@@ -50,9 +48,7 @@ async def test_claim_is_exclusive_until_the_lease_expires(runtime: Runtime) -> N
 
 async def test_concurrent_claims_never_hand_out_a_run_twice(runtime: Runtime) -> None:
     runs = [await runtime.submit(f"question number {i}") for i in range(5)]
-    claims = await asyncio.gather(
-        *(runtime.store.claim_next(worker_id=f"w{i}", lease_seconds=30) for i in range(12))
-    )
+    claims = await asyncio.gather(*(runtime.store.claim_next(worker_id=f"w{i}", lease_seconds=30) for i in range(12)))
     claimed = [c.id for c in claims if c is not None]
     assert sorted(claimed) == sorted(r.id for r in runs)
 
@@ -67,8 +63,7 @@ async def test_two_worker_processes_share_the_queue_without_overlap(
     env = worker_env(settings, RA_SCRIPT_LOG=str(script_log), RA_SCRIPT_MAX_FETCHES="1")
 
     workers = [
-        start_worker(env, "--concurrency", "2", "--exit-when-idle", log=tmp_path / f"worker-{i}.log")
-        for i in range(2)
+        start_worker(env, "--concurrency", "2", "--exit-when-idle", log=tmp_path / f"worker-{i}.log") for i in range(2)
     ]
     for process in workers:
         assert await asyncio.to_thread(process.wait, 60) == 0

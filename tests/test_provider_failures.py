@@ -137,9 +137,7 @@ async def test_fallback_model_answers_when_the_primary_keeps_failing(
     runtime: Runtime, settings: Settings, fake: FakeOpenAI
 ) -> None:
     fake.rule = lambda model, step: Fault(500, "primary is down") if model == "fake-model" else None
-    rt = provider_runtime(
-        runtime, settings, fake, provider_max_retries=1, fallback_models=["openai:fallback-model"]
-    )
+    rt = provider_runtime(runtime, settings, fake, provider_max_retries=1, fallback_models=["openai:fallback-model"])
 
     result = await rt.research(QUESTION)
 
@@ -155,9 +153,7 @@ async def test_fallback_model_answers_when_the_primary_keeps_failing(
     assert result.usage.requests == 4
 
 
-async def test_a_non_retryable_error_is_not_retried(
-    runtime: Runtime, settings: Settings, fake: FakeOpenAI
-) -> None:
+async def test_a_non_retryable_error_is_not_retried(runtime: Runtime, settings: Settings, fake: FakeOpenAI) -> None:
     fake.inject(Fault(400, "Invalid schema for function 'record_plan'"), step=PLAN)
     rt = provider_runtime(runtime, settings, fake, provider_max_retries=3)
 
@@ -174,9 +170,7 @@ async def test_when_every_model_fails_the_run_fails_and_resumes_from_its_last_co
 ) -> None:
     outage = True
     fake.rule = lambda model, step: Fault(500, "upstream is on fire") if outage and step >= FETCH else None
-    rt = provider_runtime(
-        runtime, settings, fake, provider_max_retries=1, fallback_models=["openai:fallback-model"]
-    )
+    rt = provider_runtime(runtime, settings, fake, provider_max_retries=1, fallback_models=["openai:fallback-model"])
 
     failed = await rt.research(QUESTION)
 

@@ -8,9 +8,7 @@ from tests._web import install_web
 from tests.scripted import research_model
 
 
-async def test_research_completes_with_verified_citations(
-    runtime: Runtime, http_server: LocalHTTPServer
-) -> None:
+async def test_research_completes_with_verified_citations(runtime: Runtime, http_server: LocalHTTPServer) -> None:
     urls = install_web(http_server)
     model, script = research_model(max_fetches=2)
 

@@ -450,9 +450,7 @@ async def test_slow_upstream_times_out(srv: LocalHTTPServer) -> None:
 async def test_slow_drip_body_hits_total_timeout(srv: LocalHTTPServer) -> None:
     # Each chunk arrives well within httpx's per-read timeout; only a total deadline stops this.
     chunks = [b'{"results": ['] + [b" " * 10] * 10 + [b"]}"]
-    serve(
-        srv, "/search", Response(chunks=chunks, chunk_delay=0.1, headers={"Content-Type": "application/json"})
-    )
+    serve(srv, "/search", Response(chunks=chunks, chunk_delay=0.1, headers={"Content-Type": "application/json"}))
     backend = SearxngBackend(base_url=srv.url(""), timeout=0.4)
 
     started = time.monotonic()
@@ -572,9 +570,7 @@ async def test_duckduckgo_maps_ddgs_results() -> None:
         (TimeoutException("request timed out"), "timeout", True, "DuckDuckGo timed out"),
     ],
 )
-async def test_duckduckgo_errors_become_failures(
-    error: Exception, code: str, retryable: bool, expected: str
-) -> None:
+async def test_duckduckgo_errors_become_failures(error: Exception, code: str, retryable: bool, expected: str) -> None:
     backend = DuckDuckGoBackend(timeout=5, ddgs_factory=lambda: FakeDDGS(error=error))
 
     result = failure(await web_search("python", 5, backend=backend))
@@ -585,9 +581,7 @@ async def test_duckduckgo_errors_become_failures(
 
 
 async def test_duckduckgo_no_results_is_empty_not_error() -> None:
-    backend = DuckDuckGoBackend(
-        timeout=5, ddgs_factory=lambda: FakeDDGS(error=DDGSException("No results found."))
-    )
+    backend = DuckDuckGoBackend(timeout=5, ddgs_factory=lambda: FakeDDGS(error=DDGSException("No results found.")))
 
     response = success(await web_search("zzqx", 5, backend=backend))
 
@@ -625,9 +619,7 @@ def test_build_search_backend_names_missing_setting(backend: _search.BackendName
 
 def test_build_search_backend_rejects_non_http_searxng_url() -> None:
     with pytest.raises(SearchNotConfiguredError, match="RESEARCH_AGENT_SEARXNG_URL"):
-        build_search_backend(
-            backend="searxng", tavily_api_key=None, brave_api_key=None, searxng_url="localhost:8888"
-        )
+        build_search_backend(backend="searxng", tavily_api_key=None, brave_api_key=None, searxng_url="localhost:8888")
 
 
 def test_build_search_backend_builds_each_backend() -> None:

@@ -56,8 +56,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _ACCEPT: Final = (
-    "text/html,application/xhtml+xml;q=0.9,text/markdown;q=0.9,text/plain;q=0.8,application/json;q=0.8,"
-    "*/*;q=0.1"
+    "text/html,application/xhtml+xml;q=0.9,text/markdown;q=0.9,text/plain;q=0.8,application/json;q=0.8,*/*;q=0.1"
 )
 # Only codings we can size-limit while streaming (see `pydantic_ai._ssrf._BOUNDED_ACCEPT_ENCODING`).
 _ACCEPT_ENCODING: Final = "gzip"
@@ -66,9 +65,7 @@ _TEXT_APPLICATION_TYPES: Final = frozenset(
     {"application/json", "application/xml", "application/x-yaml", "application/yaml", "application/toml"}
 )
 _RETRYABLE_STATUSES: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
-_META_CHARSET: Final = re.compile(
-    rb"<meta[^>]{0,200}?charset\s*=\s*[\"']?\s*([A-Za-z0-9_.:-]{1,40})", re.IGNORECASE
-)
+_META_CHARSET: Final = re.compile(rb"<meta[^>]{0,200}?charset\s*=\s*[\"']?\s*([A-Za-z0-9_.:-]{1,40})", re.IGNORECASE)
 _HTML_SNIFF: Final = re.compile(
     rb"^\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body)[\s>]", re.IGNORECASE | re.DOTALL
 )
@@ -218,9 +215,7 @@ def _is_allow_listed(hostname: str, port: int, allowed: frozenset[_Allowed]) -> 
     return _Allowed(key, None) in allowed or _Allowed(key, port) in allowed
 
 
-def check_destination(
-    *, url: str, hostname: str, port: int, ips: Sequence[str], allow_hosts: frozenset[str]
-) -> None:
+def check_destination(*, url: str, hostname: str, port: int, ips: Sequence[str], allow_hosts: frozenset[str]) -> None:
     """Refuse the hop unless every address is public, or private and allow-listed; metadata never passes.
 
     Pure and synchronous, so it is called between DNS resolution and connecting and can be tested alone.
@@ -228,9 +223,7 @@ def check_destination(
     allowed = _parse_allow_hosts(allow_hosts)
     for ip in ips:
         if is_cloud_metadata_ip(ip):
-            raise BlockedURLError(
-                f"Refused {url}: {ip} is a cloud metadata endpoint, which is never fetched.", url=url
-            )
+            raise BlockedURLError(f"Refused {url}: {ip} is a cloud metadata endpoint, which is never fetched.", url=url)
         if is_private_ip(ip) and not _is_allow_listed(hostname, port, allowed):
             where = f"{hostname} is" if _host_key(hostname) == _host_key(ip) else f"{hostname} resolves to"
             raise BlockedURLError(
@@ -368,9 +361,7 @@ async def _resolve_hop(url: str, *, allow_hosts: frozenset[str]) -> _Hop:
     """Validate the scheme, resolve the host once, and check every address before anything connects."""
     scheme = urlsplit(url).scheme.lower()
     if not scheme:
-        raise InvalidURLError(
-            f"{url!r} is not an absolute URL; it must start with https:// or http://.", url=url
-        )
+        raise InvalidURLError(f"{url!r} is not an absolute URL; it must start with https:// or http://.", url=url)
     if scheme not in ("http", "https"):
         raise BlockedURLError(
             f"Refused {url}: the {scheme}: scheme is not allowed; only http:// and https:// URLs are read.",
@@ -417,9 +408,7 @@ async def _send(client: httpx2.AsyncClient, hop: _Hop, *, limits: FetchLimits) -
         extensions["sni_hostname"] = hop.hostname.encode("idna").decode("ascii")
     last_error: Exception | None = None
     for ip in hop.ips:
-        target = ResolvedUrl(
-            resolved_ip=ip, hostname=hop.hostname, port=hop.port, is_https=hop.is_https, path=hop.path
-        )
+        target = ResolvedUrl(resolved_ip=ip, hostname=hop.hostname, port=hop.port, is_https=hop.is_https, path=hop.path)
         try:
             # Built directly (not `client.build_request`): the client's cookies and default headers stay out.
             request = httpx2.Request("GET", build_url_with_ip(target), headers=headers, extensions=extensions)
@@ -464,9 +453,7 @@ def _kind(media_type: str) -> Literal["html", "text", "unknown", "binary"]:
 
 def _content_encodings(response: httpx2.Response) -> list[str]:
     codings = (
-        part.strip().lower()
-        for value in response.headers.get_list("content-encoding")
-        for part in value.split(",")
+        part.strip().lower() for value in response.headers.get_list("content-encoding") for part in value.split(",")
     )
     return [coding for coding in codings if coding and coding != "identity"]
 
@@ -506,9 +493,7 @@ async def _read_capped(response: httpx2.Response, *, url: str, max_bytes: int) -
     except httpx2.TimeoutException as e:
         raise FetchTimeoutError(f"{url} stopped sending data before the page was complete.", url=url) from e
     except httpx2.HTTPError as e:
-        raise FetchNetworkError(
-            f"The connection to {url} failed mid-download: {type(e).__name__}.", url=url
-        ) from e
+        raise FetchNetworkError(f"The connection to {url} failed mid-download: {type(e).__name__}.", url=url) from e
     return gunzip.finish() if gunzip is not None else bytes(body)
 
 

@@ -31,9 +31,7 @@ class FetchUrlArgs(BaseModel):
 
     url: Annotated[
         str,
-        Field(
-            min_length=1, max_length=MAX_URL_LENGTH, description="Absolute http:// or https:// URL to read."
-        ),
+        Field(min_length=1, max_length=MAX_URL_LENGTH, description="Absolute http:// or https:// URL to read."),
     ]
 
     @field_validator("url")
@@ -95,8 +93,7 @@ async def fetch_url(
             return (
                 ToolFailure(
                     error="backend_error",
-                    message=f"Fetching {args.url} failed unexpectedly ({type(e).__name__}); "
-                    "try a different source.",
+                    message=f"Fetching {args.url} failed unexpectedly ({type(e).__name__}); try a different source.",
                 ),
                 None,
             )

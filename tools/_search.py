@@ -196,8 +196,7 @@ async def _read_limited(response: httpx.Response, *, provider: str) -> bytes:
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
             raise SearchBackendError(
-                f"{provider} sent more than {MAX_RESPONSE_BYTES // 1024 // 1024} MB; "
-                "this is not a search API response"
+                f"{provider} sent more than {MAX_RESPONSE_BYTES // 1024 // 1024} MB; this is not a search API response"
             )
         chunks.append(chunk)
     return b"".join(chunks)
@@ -224,9 +223,7 @@ async def _send(
     """
 
     async def exchange(http: httpx.AsyncClient) -> tuple[int, httpx.Headers, bytes]:
-        request = http.build_request(
-            method, url, params=params, json=json, headers=headers, timeout=request_timeout
-        )
+        request = http.build_request(method, url, params=params, json=json, headers=headers, timeout=request_timeout)
         response = await http.send(request, stream=True, follow_redirects=False)
         try:
             body = await _read_limited(response, provider=provider)
@@ -607,14 +604,9 @@ class DuckDuckGoBackend:
             # ddgs signals an empty result set with this exact message rather than an empty list.
             if str(exc) == "No results found.":
                 return []
-            raise SearchBackendError(
-                f"DuckDuckGo search failed: {_bound(str(exc), 200)}", retryable=True
-            ) from exc
+            raise SearchBackendError(f"DuckDuckGo search failed: {_bound(str(exc), 200)}", retryable=True) from exc
         return clean_hits(
-            (
-                (_text(r.get("title")), _text(r.get("href")), _text(r.get("body")))
-                for r in _items(_ddgs_result, raw)
-            ),
+            ((_text(r.get("title")), _text(r.get("href")), _text(r.get("body"))) for r in _items(_ddgs_result, raw)),
             max_results=max_results,
         )
 

@@ -27,9 +27,7 @@ class WebSearchArgs(BaseModel):
     query: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=400)] = Field(
         description="What to search for, in plain words (1-400 characters)."
     )
-    max_results: Annotated[int, Field(ge=1, le=10)] = Field(
-        default=5, description="How many results to return (1-10)."
-    )
+    max_results: Annotated[int, Field(ge=1, le=10)] = Field(default=5, description="How many results to return (1-10).")
 
 
 def _describe(error: ValidationError) -> str:
@@ -52,9 +50,7 @@ async def web_search(query: str, max_results: int, *, backend: SearchBackend) ->
         hits = await backend.search(args.query, max_results=args.max_results)
         # Backends already clean their hits; re-apply the same rules so a third-party backend cannot
         # hand the model duplicates, non-http URLs or unbounded text.
-        results = clean_hits(
-            ((hit.title, hit.url, hit.snippet) for hit in hits), max_results=args.max_results
-        )
+        results = clean_hits(((hit.title, hit.url, hit.snippet) for hit in hits), max_results=args.max_results)
     except SearchBackendError as exc:
         return ToolFailure(error=exc.code, message=exc.message, retryable=exc.retryable)
     except Exception as exc:
