@@ -97,6 +97,7 @@ def build_agent() -> Agent[ResearchDeps, ResearchReport]:
             max_chars=config.fetch_max_chars,
             cache=deps.store,
             cache_ttl=timedelta(seconds=config.page_cache_ttl_seconds),
+            corpus=deps.corpus,
         )
         if page is not None:
             deps.sources[page.url] = page

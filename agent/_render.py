@@ -16,6 +16,11 @@ from agent.events import ProgressEvent
 from agent.store import RunRecord, StepRecord, usage_to_json
 
 
+def decimal_text(value: Decimal) -> str:
+    """Plain notation without trailing zeros: `0`, `0.0021` (never `0E-8`)."""
+    return format(value.normalize(), "f")
+
+
 def _cost(value: Decimal | None) -> str:
     return "-" if value is None else f"${value:.4f}"
 
@@ -38,7 +43,7 @@ def run_json(run: RunRecord, steps: list[StepRecord] | None = None) -> dict[str,
         "report": run.report,
         "partial": run.partial,
         "usage": usage_to_json(run.usage),
-        "cost_usd": str(run.cost_usd),
+        "cost_usd": decimal_text(run.cost_usd),
         "cost_known": run.cost_known,
         "elapsed_seconds": round(run.elapsed_seconds, 3),
         "attempts": run.attempts,
@@ -57,7 +62,7 @@ def run_json(run: RunRecord, steps: list[StepRecord] | None = None) -> dict[str,
                 "ok": s.ok,
                 "input_tokens": s.input_tokens,
                 "output_tokens": s.output_tokens,
-                "cost_usd": None if s.cost_usd is None else str(s.cost_usd),
+                "cost_usd": None if s.cost_usd is None else decimal_text(s.cost_usd),
                 "latency_ms": None if s.latency_ms is None else round(s.latency_ms, 2),
             }
             for s in steps

@@ -94,7 +94,7 @@ class Runtime:
 
     async def submit(self, question: str, *, model: ModelSpec | None = None, budget: Budget | None = None) -> RunRecord:
         """Queue a run; a worker will execute it."""
-        label = model_label(model) if model is not None else self.settings.model
+        label = self.settings.resolved_model() if model is None or model == "auto" else model_label(model)
         config = RunConfig.from_settings(
             self.settings, model=label, prompt_version=research_prompt().version, budget=budget
         )

@@ -3,22 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from enum import IntEnum
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
 
 from agent._render import LiveProgress, report_panel, run_detail, run_json, runs_table
 from agent.api import Runtime, open_runtime
 from agent.config import RunStatus
 from agent.errors import ConfigurationError, InvalidQuestionError, ResearchAgentError
-from agent.settings import Settings
+from agent.settings import Settings, is_offline_model
+from tools import (
+    CollectionStats,
+    CorpusHit,
+    CorpusStore,
+    IngestReport,
+    ensure_python_docs,
+    ingest_path,
+    ingest_python_docs,
+)
 
 
 class ExitCode(IntEnum):
@@ -46,9 +59,11 @@ STATUS_EXIT: dict[RunStatus, ExitCode] = {
 app = typer.Typer(help="A durable, budgeted research agent.", no_args_is_help=True, add_completion=False)
 runs_app = typer.Typer(help="Browse and resume runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
+corpus_app = typer.Typer(help="The local document corpus searched offline.", no_args_is_help=True)
+app.add_typer(corpus_app, name="corpus")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -102,7 +117,8 @@ def ask(
         _print_json(data)
     else:
         if data["report"]:
-            out.print(report_panel(data["report"], title=f"Answer · {data['model']}"))
+            label = "offline model (extractive, no LLM)" if is_offline_model(data["model"]) else data["model"]
+            out.print(report_panel(data["report"], title=f"Answer · {label}"))
         else:
             out.print(f"[yellow]No report[/yellow]: {data['status']} ({data['stop_reason']}) {data['error'] or ''}")
             if data["partial"]:
@@ -197,6 +213,80 @@ def runs_resume(run_id: Annotated[str, typer.Argument(help="Run id or unique pre
         return (await runtime.resume(run_id)).id
 
     out.print(f"queued {_run(body)}")
+
+
+@corpus_app.command("add")
+def corpus_add(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders (Markdown, text, HTML).")] = None,
+    python_docs: Annotated[bool, typer.Option("--python-docs", help="Index the Python reference.")] = False,
+    collection: Annotated[str | None, typer.Option(help="Collection name; default: the folder's name.")] = None,
+) -> None:
+    """Index documents for offline search; re-adding a file updates it."""
+    if not paths and not python_docs:
+        err.print("[red]error:[/red] give files or folders to add, or --python-docs")
+        raise typer.Exit(ExitCode.USAGE)
+
+    async def body(runtime: Runtime) -> list[IngestReport]:
+        store = CorpusStore(runtime.pool)
+        reports = [await ingest_python_docs(store)] if python_docs else []
+        for path in paths or []:
+            reports.append(await ingest_path(store, path, collection=collection))
+        return reports
+
+    reports = _run(body)
+    failed = False
+    for report in reports:
+        out.print(
+            f"{report.inserted} added, {report.updated} updated, {report.unchanged} unchanged, "
+            f"{report.skipped} skipped in {report.seconds:.1f}s"
+        )
+        for error in report.errors:
+            failed = True
+            err.print(f"[yellow]not indexed:[/yellow] {error}")
+    raise typer.Exit(ExitCode.FAILED if failed else ExitCode.COMPLETED)
+
+
+@corpus_app.command("list")
+def corpus_list(as_json: JsonOption = False) -> None:
+    """Collections in the corpus, with document counts."""
+
+    async def body(runtime: Runtime) -> list[CollectionStats]:
+        return await CorpusStore(runtime.pool).collections()
+
+    stats = _run(body)
+    if as_json:
+        _print_json([dataclasses.asdict(s) for s in stats])
+        return
+    table = Table(title="Corpus")
+    for column in ("collection", "documents", "characters", "updated"):
+        table.add_column(column)
+    for s in stats:
+        table.add_row(s.name, str(s.documents), str(s.characters), s.updated_at.strftime("%Y-%m-%d %H:%M"))
+    out.print(table)
+
+
+@corpus_app.command("search")
+def corpus_search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """Search the corpus the way the offline agent does."""
+
+    async def body(runtime: Runtime) -> list[CorpusHit]:
+        store = CorpusStore(runtime.pool)
+        await ensure_python_docs(store)
+        return await store.search(query, limit=limit)
+
+    hits = _run(body)
+    if as_json:
+        _print_json([dataclasses.asdict(h) for h in hits])
+        return
+    for number, hit in enumerate(hits, start=1):
+        out.print(f"[bold]{number}. {escape(hit.title)}[/bold]  [dim]{hit.score:.3f}[/dim]\n   [cyan]{hit.url}[/cyan]")
+        out.print(f"   {escape(hit.snippet)}")
+    if not hits:
+        out.print("no matches")
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ class RunConfig(BaseModel):
             fallback_models=list(settings.fallback_models),
             prompt_version=prompt_version,
             budget=budget or Budget(),
-            search_backend=settings.search_backend,
+            search_backend=settings.resolved_search_backend(model),
             searxng_url=settings.searxng_url,
             search_max_results=settings.search_max_results,
             fetch_allow_hosts=list(settings.fetch_allow_hosts),

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from agent.config import RunConfig
 from agent.events import ProgressCallback, ProgressEvent, ProgressKind, ignore_progress
 from agent.store import RunStore
-from tools import FetchedPage, SearchBackend
+from tools import FetchedPage, LocalPages, SearchBackend
 
 
 @dataclass(kw_only=True)
@@ -19,6 +19,8 @@ class ResearchDeps:
     config: RunConfig
     store: RunStore
     search: SearchBackend
+    corpus: LocalPages | None = None
+    """Local documents `fetch_url` serves without the network (offline runs and `corpus://` URLs)."""
     sources: dict[str, FetchedPage] = field(default_factory=dict)
     plan: list[str] | None = None
     progress: ProgressCallback = ignore_progress

@@ -36,7 +36,7 @@ from pydantic_ai.retries import AsyncHTTPX2TenacityTransport, RetryConfig, wait_
 from tenacity import RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from agent.errors import ConfigurationError
-from agent.settings import Settings
+from agent.settings import Settings, is_offline_model
 
 ModelSpec = Model | str
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
@@ -158,6 +158,10 @@ def _single_model(spec: ModelSpec, settings: Settings, http_client: httpx2.Async
         return spec
     if spec.startswith("factory:"):
         return _load_factory(spec)
+    if is_offline_model(spec):
+        from agent.offline import offline_model
+
+        return offline_model()
 
     def provider_factory(name: str) -> Provider[object]:
         if name in OPENAI_PROVIDERS:

@@ -44,7 +44,15 @@ from agent.models import resolve_model, retrying_http_client
 from agent.report import PartialFindings, ResearchReport
 from agent.settings import Settings
 from agent.store import RunRecord, RunStore, TurnCommit
-from tools import SearchBackend, build_search_backend
+from tools import (
+    CorpusSearchBackend,
+    CorpusStore,
+    FetchedPage,
+    SearchBackend,
+    build_search_backend,
+    ensure_python_docs,
+)
+from tools._fetch_tool import CORPUS_SCHEME
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,9 +164,10 @@ class DurableRunner:
         history = await self.store.load_messages(run.id)
         if history:
             self._emit(run.id, "resume", f"resuming from {len(history)} committed messages", run.usage)
+        corpus = CorpusStore(self.store.pool)
         try:
             model = self._model_for(run)
-            search = self.search_backend or self._search_backend(run)
+            search = self.search_backend or self._search_backend(run, corpus)
         except ConfigurationError as exc:
             decision = StopDecision(status="failed", stop_reason="error", error=str(exc))
             return await self._finish(run, decision, deps=None, history=history)
@@ -168,6 +177,8 @@ class DurableRunner:
             config=run.config,
             store=self.store,
             search=search,
+            # Offline runs read the corpus; online runs only for explicit corpus:// URLs.
+            corpus=corpus if run.config.search_backend == "corpus" else _CorpusUrlsOnly(corpus),
             sources=await self.store.load_sources(run.id),
             plan=run.plan,
             progress=self.progress,
@@ -277,9 +288,12 @@ class DurableRunner:
             http_client=self._provider_http,
         )
 
-    def _search_backend(self, run: RunRecord) -> SearchBackend:
+    def _search_backend(self, run: RunRecord, corpus: CorpusStore) -> SearchBackend:
         """The run's frozen backend choice; keys come from this worker's settings (never frozen)."""
         settings = self.settings
+        if run.config.search_backend == "corpus":
+            # The Python reference is indexed the first time an offline search needs it.
+            return CorpusSearchBackend(corpus, prepare=lambda: ensure_python_docs(corpus))
         if self._http is None:  # one client per runner: creating one loads the CA bundle (~20 ms)
             self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         return build_search_backend(
@@ -289,6 +303,18 @@ class DurableRunner:
             searxng_url=run.config.searxng_url,
             client=self._http,
         )
+
+
+@dataclass(frozen=True)
+class _CorpusUrlsOnly:
+    """The corpus as an online run sees it: its own `corpus://` URLs only, never mirrored web pages."""
+
+    corpus: CorpusStore
+
+    async def get_document(self, url: str) -> FetchedPage | None:
+        if not url.lower().startswith(f"{CORPUS_SCHEME}://"):
+            return None
+        return await self.corpus.get_document(url)
 
 
 @dataclass

@@ -7,6 +7,7 @@ different settings still runs it exactly as submitted; secrets are never frozen.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -14,7 +15,15 @@ import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-SearchBackendName = Literal["duckduckgo", "tavily", "brave", "searxng"]
+from agent.errors import ConfigurationError
+
+SearchBackendName = Literal["corpus", "duckduckgo", "tavily", "brave", "searxng"]
+OFFLINE_MODEL = "offline"
+# What `model="auto"` picks when a provider key is present (checked in this order).
+AUTO_MODELS: tuple[tuple[str, str], ...] = (
+    ("OPENAI_API_KEY", "openai:gpt-4.1-mini"),
+    ("ANTHROPIC_API_KEY", "anthropic:claude-sonnet-4-5"),
+)
 
 
 def _default_data_dir() -> Path:
@@ -28,8 +37,8 @@ class Settings(BaseSettings):
 
     # --- model -------------------------------------------------------------------------------
     model: str = Field(
-        default="openai:gpt-4.1-mini",
-        description="pydantic-ai model name (`openai:...`, `anthropic:...`) or `factory:module:callable`.",
+        default="auto",
+        description="`auto`, `offline`, a pydantic-ai model name (`openai:...`) or `factory:module:callable`.",
     )
     fallback_models: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -54,7 +63,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir, description="Where the embedded server lives.")
 
     # --- tools -------------------------------------------------------------------------------
-    search_backend: SearchBackendName = "duckduckgo"
+    search_backend: SearchBackendName | Literal["auto"] = Field(
+        default="auto", description="`auto`: the local corpus for the offline model, else DuckDuckGo."
+    )
     tavily_api_key: SecretStr | None = None
     brave_api_key: SecretStr | None = None
     searxng_url: str | None = None
@@ -75,6 +86,25 @@ class Settings(BaseSettings):
     # --- observability -----------------------------------------------------------------------
     service_name: str = "research-agent"
 
+    def resolved_model(self) -> str:
+        """The model `auto` stands for: a real model when a provider key is configured, else offline."""
+        if self.model != "auto":
+            return self.model
+        if self.openai_base_url:
+            raise ConfigurationError(
+                "RESEARCH_AGENT_OPENAI_BASE_URL is set: also set RESEARCH_AGENT_MODEL=openai:<model name>"
+            )
+        for env_var, model in AUTO_MODELS:
+            if os.environ.get(env_var):
+                return model
+        return OFFLINE_MODEL
+
+    def resolved_search_backend(self, model: str) -> SearchBackendName:
+        """The backend `auto` stands for, given the run's model: offline research searches the corpus."""
+        if self.search_backend != "auto":
+            return self.search_backend
+        return "corpus" if is_offline_model(model) else "duckduckgo"
+
     @field_validator("fallback_models", "fetch_allow_hosts", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
@@ -86,3 +116,7 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_hosts(cls, value: list[str]) -> list[str]:
         return [host.lower() for host in value]
+
+
+def is_offline_model(model: str) -> bool:
+    return model == OFFLINE_MODEL or model.startswith(f"{OFFLINE_MODEL}:")

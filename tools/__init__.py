@@ -4,6 +4,22 @@ Nothing here knows about the agent's runner or store: callers pass what the tool
 allow-lists, a `PageCache`, a `SearchBackend`) and get structured results or `ToolFailure`s back.
 """
 
+from tools._corpus import (
+    CollectionStats,
+    CorpusDocument,
+    CorpusHit,
+    CorpusSearchBackend,
+    CorpusStore,
+    UpsertCounts,
+)
+from tools._corpus_ingest import (
+    PYTHON_DOCS_COLLECTION,
+    IngestError,
+    IngestReport,
+    ensure_python_docs,
+    ingest_path,
+    ingest_python_docs,
+)
 from tools._extract import extract_main_text
 from tools._fetch import (
     BlockedURLError,
@@ -19,7 +35,7 @@ from tools._fetch import (
     check_destination,
     fetch_page,
 )
-from tools._fetch_tool import FetchUrlArgs, FetchUrlResult, fetch_url
+from tools._fetch_tool import FetchUrlArgs, FetchUrlResult, LocalPages, fetch_url
 from tools._framing import frame_untrusted, neutralize, truncate_text
 from tools._search import (
     BraveBackend,
@@ -37,8 +53,14 @@ from tools._search_tool import WebSearchArgs, web_search
 from tools._types import FetchedPage, PageCache, SearchHit, SearchResponse, ToolErrorCode, ToolFailure
 
 __all__ = [
+    "PYTHON_DOCS_COLLECTION",
     "BlockedURLError",
     "BraveBackend",
+    "CollectionStats",
+    "CorpusDocument",
+    "CorpusHit",
+    "CorpusSearchBackend",
+    "CorpusStore",
     "DuckDuckGoBackend",
     "FetchError",
     "FetchHTTPError",
@@ -49,7 +71,10 @@ __all__ = [
     "FetchUrlArgs",
     "FetchUrlResult",
     "FetchedPage",
+    "IngestError",
+    "IngestReport",
     "InvalidURLError",
+    "LocalPages",
     "PageCache",
     "SearchBackend",
     "SearchBackendError",
@@ -64,13 +89,17 @@ __all__ = [
     "ToolErrorCode",
     "ToolFailure",
     "UnsupportedContentError",
+    "UpsertCounts",
     "WebSearchArgs",
     "build_search_backend",
     "check_destination",
+    "ensure_python_docs",
     "extract_main_text",
     "fetch_page",
     "fetch_url",
     "frame_untrusted",
+    "ingest_path",
+    "ingest_python_docs",
     "neutralize",
     "truncate_text",
     "web_search",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 from urllib.parse import urlsplit
 
 import httpx2
@@ -46,6 +46,15 @@ class FetchUrlArgs(BaseModel):
         return value
 
 
+CORPUS_SCHEME = "corpus"
+
+
+class LocalPages(Protocol):
+    """Documents held locally (the corpus), looked up by their exact URL."""
+
+    async def get_document(self, url: str) -> FetchedPage | None: ...
+
+
 class FetchUrlResult(BaseModel):
     """A fetched page as the model sees it: metadata plus the framed (possibly truncated) text."""
 
@@ -68,8 +77,19 @@ async def fetch_url(
     cache: PageCache | None,
     cache_ttl: timedelta,
     client: httpx2.AsyncClient | None = None,
+    corpus: LocalPages | None = None,
 ) -> tuple[FetchUrlResult | ToolFailure, FetchedPage | None]:
-    """Fetch `url` for the model; returns the tool result and the full page (None on failure)."""
+    """Fetch `url` for the model; returns the tool result and the full page (None on failure).
+
+    With `corpus`, a URL the local corpus holds (its own `corpus://` URLs, or a web URL it mirrors) is
+    served from there without touching the network.
+    """
+    if corpus is not None:
+        local = await corpus.get_document(url.strip())
+        if local is not None:
+            return _result(local, max_chars=max_chars), local
+    if url.strip().lower().startswith(f"{CORPUS_SCHEME}://"):
+        return ToolFailure(error="invalid_argument", message=f"No corpus document at {url}."), None
     try:
         args = FetchUrlArgs(url=url)
     except ValidationError as e:

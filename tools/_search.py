@@ -128,26 +128,39 @@ def _strip_markup(text: str) -> str:
     return html.unescape(_TAG.sub("", text))
 
 
-def _normalize_url(raw: str) -> str | None:
-    """The URL if it is absolute http(s) with a host, else None; the fragment is dropped."""
+WEB_SCHEMES = frozenset({"http", "https"})
+
+
+def _normalize_url(raw: str, *, schemes: frozenset[str], keep_fragment: bool) -> str | None:
+    """The URL if it is absolute with an allowed scheme and a host, else None."""
     url = raw.strip()
     try:
         parts = urlsplit(url)
     except ValueError:
         return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+    if parts.scheme.lower() not in schemes or not parts.hostname:
         return None
-    return urlunsplit(parts._replace(fragment=""))
+    return urlunsplit(parts if keep_fragment else parts._replace(fragment=""))
 
 
-def clean_hits(raw: Iterable[tuple[str, str, str]], *, max_results: int) -> list[SearchHit]:
-    """Turn `(title, url, snippet)` triples into bounded hits: http(s) only, unique URLs, capped."""
+def clean_hits(
+    raw: Iterable[tuple[str, str, str]],
+    *,
+    max_results: int,
+    schemes: frozenset[str] = WEB_SCHEMES,
+    keep_fragments: bool = False,
+) -> list[SearchHit]:
+    """Turn `(title, url, snippet)` triples into bounded hits: allowed schemes only, unique URLs, capped.
+
+    Web backends drop fragments (the same page under two anchors is one source); the corpus keeps them
+    because its documents are sections of one page (`simple_stmts.html#nonlocal`).
+    """
     hits: list[SearchHit] = []
     seen: set[str] = set()
     for title, url, snippet in raw:
         if len(hits) >= max_results:
             break
-        clean_url = _normalize_url(url)
+        clean_url = _normalize_url(url, schemes=schemes, keep_fragment=keep_fragments)
         if clean_url is None or clean_url in seen:
             continue
         seen.add(clean_url)

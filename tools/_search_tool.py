@@ -11,7 +11,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from tools._search import SearchBackend, SearchBackendError, clean_hits
+from tools._fetch_tool import CORPUS_SCHEME
+from tools._search import WEB_SCHEMES, SearchBackend, SearchBackendError, clean_hits
 from tools._types import SearchResponse, ToolFailure
 
 __all__ = ["WebSearchArgs", "web_search"]
@@ -50,7 +51,14 @@ async def web_search(query: str, max_results: int, *, backend: SearchBackend) ->
         hits = await backend.search(args.query, max_results=args.max_results)
         # Backends already clean their hits; re-apply the same rules so a third-party backend cannot
         # hand the model duplicates, non-http URLs or unbounded text.
-        results = clean_hits(((hit.title, hit.url, hit.snippet) for hit in hits), max_results=args.max_results)
+        # Backends already cleaned their hits; this bounds whatever a custom backend returns, keeping
+        # corpus URLs and their section anchors intact.
+        results = clean_hits(
+            ((hit.title, hit.url, hit.snippet) for hit in hits),
+            max_results=args.max_results,
+            schemes=WEB_SCHEMES | {CORPUS_SCHEME},
+            keep_fragments=True,
+        )
     except SearchBackendError as exc:
         return ToolFailure(error=exc.code, message=exc.message, retryable=exc.retryable)
     except Exception as exc:
