@@ -49,6 +49,9 @@ STOPWORDS: Final = frozenset(_STOPWORD_LIST.split())
 _WORD: Final = re.compile(r"[^\W_]+")
 _EDGE_PUNCTUATION: Final = string.punctuation + "“”‘’«»¿¡…"
 _LINE: Final = re.compile(r"[^\n]+")
+WRAP_WIDTH = 60
+"""A line at least this long that ends mid-sentence is taken to be hard-wrapped (the Python reference
+text wraps at ~70 columns), so it continues on the next line."""
 # The end of a sentence: terminal punctuation and any closing quotes or brackets, followed by space
 # and something that can start a sentence.
 _BOUNDARY: Final = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s+[\"'“‘(\[]?[A-Z0-9])")
@@ -181,24 +184,59 @@ def _ends_abbreviation(text: str, start: int, end: int) -> bool:
     return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
 
 
+def _wrapped(line: str, following: str) -> bool:
+    """Whether `following` continues `line`: a hard wrap, not a new paragraph, heading or bullet."""
+    stripped = line.rstrip()
+    if not following.strip() or _TERMINAL.search(stripped) or stripped.endswith(":"):
+        return False
+    first = following.lstrip()[:1]
+    return first.islower() or (len(stripped) >= WRAP_WIDTH and not _BULLET.match(following.lstrip()))
+
+
+def _logical_lines(text: str) -> Iterator[tuple[int, int]]:
+    """Spans of lines, with hard-wrapped lines joined to the line they continue."""
+    lines = list(_LINE.finditer(text))
+    index = 0
+    while index < len(lines):
+        start, end = lines[index].start(), lines[index].end()
+        while index + 1 < len(lines) and lines[index + 1].start() == end + 1:
+            if not _wrapped(text[lines[index].start() : end], lines[index + 1].group()):
+                break
+            index += 1
+            end = lines[index].end()
+        yield start, end
+        index += 1
+
+
 def _spans(text: str) -> Iterator[tuple[int, int]]:
-    for line in _LINE.finditer(text):
-        start = line.start()
-        for match in _BOUNDARY.finditer(text, line.start(), line.end()):
-            if match.group().startswith(".") and _ends_abbreviation(text, line.start(), match.start()):
+    for line_start, line_end in _logical_lines(text):
+        start = line_start
+        for match in _BOUNDARY.finditer(text, line_start, line_end):
+            if match.group().startswith(".") and _ends_abbreviation(text, line_start, match.start()):
                 continue
             yield start, match.end()
             start = match.end()
-        yield start, line.end()
+        yield start, line_end
+
+
+# reStructuredText heading underlines ("*****", "=====") in the Python reference text.
+_UNDERLINE: Final = re.compile(r"^[ \t]*([*=~^#-])\1{2,}[ \t]*$", re.MULTILINE)
+MIN_QUOTE_WORDS = 6
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences (or short lines) of `text`, each an exact slice of it with outer space and bullets cut."""
+    """Sentences of `text`: slices of it with bullets cut and line wrapping folded into single spaces.
+
+    Citation checks compare quotes after whitespace normalisation, so folding the wrap keeps every
+    sentence quotable while making it read as one line.
+    """
+    text = _UNDERLINE.sub("", text)  # an underline ends its heading's paragraph
     sentences: list[str] = []
     for start, end in _spans(text):
         piece = text[start:end].strip()
         if bullet := _BULLET.match(piece):
             piece = piece[bullet.end() :]
+        piece = " ".join(piece.split())
         if piece:
             sentences.append(piece)
     return sentences
@@ -262,6 +300,8 @@ class Evidence:
 def _quotable(sentence: str, page: Page) -> bool:
     return (
         MIN_QUOTE_CHARS <= len(sentence) <= MAX_QUOTE_CHARS
+        and len(sentence.split()) >= MIN_QUOTE_WORDS  # prose, not a heading or a label
+        and "::=" not in sentence  # grammar productions read badly as evidence
         and _ESCAPED_TAG not in sentence
         and " ".join(sentence.split()).casefold() != " ".join(page.title.split()).casefold()
     )

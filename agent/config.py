@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.settings import SearchBackendName, Settings
-from budgets import Budget
+from budgets import Budget, ModelPrice
 
 RunStatus = Literal["queued", "running", "completed", "failed", "budget_exceeded", "killed", "awaiting_approval"]
 TERMINAL_STATUSES: frozenset[RunStatus] = frozenset({"completed", "failed", "budget_exceeded", "killed"})
@@ -22,6 +22,7 @@ class RunConfig(BaseModel):
     fallback_models: list[str] = Field(default_factory=list)
     prompt_version: str
     budget: Budget = Field(default_factory=Budget)
+    model_prices: dict[str, ModelPrice] = Field(default_factory=dict)
     search_backend: SearchBackendName
     searxng_url: str | None = None
     search_max_results: int
@@ -40,6 +41,7 @@ class RunConfig(BaseModel):
             fallback_models=list(settings.fallback_models),
             prompt_version=prompt_version,
             budget=budget or Budget(),
+            model_prices=dict(settings.model_prices),
             search_backend=settings.resolved_search_backend(model),
             searxng_url=settings.searxng_url,
             search_max_results=settings.search_max_results,

@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 import httpx
@@ -43,7 +43,8 @@ from agent.events import ProgressCallback, ProgressEvent, ProgressKind, ignore_p
 from agent.models import resolve_model, retrying_http_client
 from agent.report import PartialFindings, ResearchReport
 from agent.settings import Settings
-from agent.store import RunRecord, RunStore, TurnCommit
+from agent.store import RunRecord, RunStore, StepRecord, TurnCommit
+from budgets import BudgetExceeded, BudgetGuard, Pricer, pricer_for
 from tools import (
     CorpusSearchBackend,
     CorpusStore,
@@ -168,6 +169,7 @@ class DurableRunner:
         try:
             model = self._model_for(run)
             search = self.search_backend or self._search_backend(run, corpus)
+            pricer = _pricer(model, run)
         except ConfigurationError as exc:
             decision = StopDecision(status="failed", stop_reason="error", error=str(exc))
             return await self._finish(run, decision, deps=None, history=history)
@@ -189,6 +191,12 @@ class DurableRunner:
             run=run,
             deps=deps,
             ledger=ToolLedger(recorded=await self.store.load_tool_effects(run.id)),
+            guard=BudgetGuard(
+                budget=run.config.budget,
+                pricer=pricer,
+                spent_usd=run.cost_usd,
+                elapsed_before=run.elapsed_seconds,
+            ),
             committed=len(history),
             next_step=await self.store.next_step_seq(run.id),
             usage=run.usage,
@@ -225,7 +233,7 @@ class DurableRunner:
                 model=model,
                 usage=run.usage,
                 usage_limits=run.config.budget.usage_limits(),
-                capabilities=[session.ledger],
+                capabilities=[session.ledger, session.guard],
             ) as agent_run,
         ):
             async for node in agent_run:
@@ -326,11 +334,11 @@ class _Session:
     run: RunRecord
     deps: ResearchDeps
     ledger: ToolLedger
+    guard: BudgetGuard
     committed: int
     next_step: int
     usage: RunUsage
     messages: list[ModelMessage]
-    started: float = field(default_factory=time.monotonic)
     request_started: float | None = None
 
     def observe(self, messages: Sequence[ModelMessage], usage: RunUsage, *, pending: object) -> None:
@@ -343,7 +351,7 @@ class _Session:
     async def commit_new(self) -> None:
         """Commit the messages not yet committed, with their steps and the run's usage, in one transaction."""
         new = self.messages[self.committed :]
-        if not new:
+        if not new and not self.guard.events:
             return
         model_latency = None
         if self.request_started is not None and any(isinstance(m, ModelResponse) for m in new):
@@ -356,6 +364,7 @@ class _Session:
             tool_latency_ms=self.ledger.latencies_ms,
             model_latency_ms=model_latency,
         )
+        steps += self._budget_steps(first_seq=self.next_step + len(steps))
         with logfire.span("commit turn", run_id=self.run.id, messages=len(new), steps=len(steps)):
             await self.store.commit_turn(
                 self.run.id,
@@ -365,12 +374,40 @@ class _Session:
                     first_seq=self.committed,
                     steps=steps,
                     usage=self.usage,
-                    elapsed_seconds=self.run.elapsed_seconds + (time.monotonic() - self.started),
+                    cost_usd=self.guard.spent_usd,
+                    cost_known=self.guard.pricer is not None,
+                    elapsed_seconds=self.guard.elapsed,
                     plan=self.deps.plan,
                 ),
             )
         self.committed = len(self.messages)
         self.next_step += len(steps)
+
+    def _budget_steps(self, *, first_seq: int) -> list[StepRecord]:
+        """Budget decisions since the last commit, as steps (and as events in the trace)."""
+        events, self.guard.events = self.guard.events, []
+        steps: list[StepRecord] = []
+        for event in events:
+            logfire.warn(
+                "budget {kind}: {message}",
+                kind=event.kind,
+                message=event.message,
+                run_id=self.run.id,
+                cap=event.cap,
+                used=event.used,
+                limit=event.limit,
+            )
+            steps.append(
+                StepRecord(
+                    seq=first_seq + len(steps),
+                    kind="event",
+                    name=f"budget_{event.kind}",
+                    args={"cap": event.cap, "used": event.used, "limit": event.limit},
+                    summary=event.message,
+                    ok=event.kind != "warning",
+                )
+            )
+        return steps
 
 
 def _usage_limit_reason(error: UsageLimitExceeded) -> str:
@@ -384,8 +421,24 @@ def _usage_limit_reason(error: UsageLimitExceeded) -> str:
     return "tokens"
 
 
+def _pricer(model: Model, run: RunRecord) -> Pricer | None:
+    """The run's pricer; a cost cap with no known price is a configuration error, not a silent $0."""
+    pricer = pricer_for(model, overrides=run.config.model_prices)
+    if pricer is None and run.config.budget.max_cost_usd is not None:
+        label = f"{model.system}:{model.model_name}"
+        raise ConfigurationError(
+            f"no price is known for model {label!r}, so the ${run.config.budget.max_cost_usd} cost cap cannot "
+            f'be enforced; set RESEARCH_AGENT_MODEL_PRICES=\'{{"{label}": {{"input_per_mtok": ..., '
+            '"output_per_mtok": ...}}\' or run without a cost cap (--max-cost none)'
+        )
+    return pricer
+
+
 def _decide_stop(error: Exception, run: RunRecord) -> StopDecision:
     """Every way a run can stop early, as a status and a reason."""
+    if isinstance(error, BudgetExceeded):
+        status: RunStatus = "killed" if error.reason == "kill_switch" else "budget_exceeded"
+        return StopDecision(status=status, stop_reason=error.reason, error=str(error))
     if isinstance(error, UsageLimitExceeded):
         return StopDecision(status="budget_exceeded", stop_reason=_usage_limit_reason(error), error=str(error))
     if isinstance(error, TimeoutError):

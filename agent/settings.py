@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agent.errors import ConfigurationError
+from budgets import ModelPrice
 
 SearchBackendName = Literal["corpus", "duckduckgo", "tavily", "brave", "searxng"]
 OFFLINE_MODEL = "offline"
@@ -49,6 +50,11 @@ class Settings(BaseSettings):
     )
     openai_api_key: SecretStr | None = Field(
         default=None, description="Key for `openai_base_url`; plain OpenAI also reads OPENAI_API_KEY."
+    )
+    model_prices: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description='JSON: prices for models genai-prices does not know, e.g. {"openai:my-model": '
+        '{"input_per_mtok": 0.5, "output_per_mtok": 1.5}}; keys `system:model`, `model` or `system:*`.',
     )
     provider_max_retries: int = Field(default=4, ge=0, le=20, description="Retries on 429/5xx/timeouts.")
     provider_max_wait_seconds: float = Field(default=60.0, gt=0, description="Longest Retry-After honoured.")

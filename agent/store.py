@@ -79,6 +79,8 @@ class TurnCommit:
     steps: Sequence[StepRecord]
     usage: RunUsage
     elapsed_seconds: float
+    cost_usd: Decimal = Decimal(0)
+    cost_known: bool = True
     plan: list[str] | None = None
 
 
@@ -235,8 +237,8 @@ class RunStore:
                 turn.usage.tool_calls,
                 turn.usage.input_tokens,
                 turn.usage.output_tokens,
-                turn.usage.cost or Decimal(0),
-                turn.usage.cost is not None or turn.usage.requests == 0,
+                turn.cost_usd,
+                turn.cost_known,
                 turn.elapsed_seconds,
                 turn.first_seq + len(turn.messages),
                 turn.plan,

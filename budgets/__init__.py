@@ -1,5 +1,32 @@
-"""Caps and money: what a run may spend, and how it is enforced."""
+"""Caps and money: what a run may spend, how each request is priced, and how caps are enforced."""
 
 from budgets._budget import Budget
+from budgets._estimate import input_token_bound
+from budgets._guard import (
+    DEFAULT_OUTPUT_ALLOWANCE,
+    MIN_OUTPUT_ALLOWANCE,
+    BudgetEvent,
+    BudgetExceeded,
+    BudgetGuard,
+    SpendGate,
+    SpendHooks,
+    StopReason,
+)
+from budgets._pricing import ModelPrice, Pricer, UnknownPriceError, pricer_for
 
-__all__ = ["Budget"]
+__all__ = [
+    "DEFAULT_OUTPUT_ALLOWANCE",
+    "MIN_OUTPUT_ALLOWANCE",
+    "Budget",
+    "BudgetEvent",
+    "BudgetExceeded",
+    "BudgetGuard",
+    "ModelPrice",
+    "Pricer",
+    "SpendGate",
+    "SpendHooks",
+    "StopReason",
+    "UnknownPriceError",
+    "input_token_bound",
+    "pricer_for",
+]

@@ -16,12 +16,18 @@ class Budget(BaseModel):
     max_turns: int = Field(default=10, ge=1, le=1_000, description="Model requests per run.")
     max_tokens: int = Field(default=200_000, ge=1, description="Input + output tokens per run.")
     max_wall_seconds: float = Field(default=120.0, gt=0, description="Active run time, summed over resumes.")
-    max_cost_usd: Decimal = Field(default=Decimal("0.50"), ge=0, description="Dollars per run.")
+    max_cost_usd: Decimal | None = Field(
+        default=Decimal("0.50"), ge=0, description="Dollars per run; None = no cost cap (any model may run)."
+    )
     max_tool_calls: int | None = Field(default=None, ge=1, description="Tool calls per run.")
     per_tool: dict[str, int] = Field(default_factory=dict, description="Calls allowed per tool name.")
 
     def usage_limits(self) -> UsageLimits:
-        """pydantic-ai's own limits for what it can enforce itself (requests, tokens, tool calls)."""
+        """pydantic-ai's own limits: the tool-call cap, plus backstops for what `BudgetGuard` enforces first.
+
+        pydantic-ai checks tokens after a response arrives (the crossing request is already paid), so
+        the guard checks before each request instead; these limits can only fire if the guard is bypassed.
+        """
         return UsageLimits(
             request_limit=self.max_turns,
             total_tokens_limit=self.max_tokens,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -26,6 +27,9 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
             "RESEARCH_AGENT_SEARXNG_URL": settings.searxng_url or "",
             "RESEARCH_AGENT_FETCH_ALLOW_HOSTS": ",".join(settings.fetch_allow_hosts),
             "RESEARCH_AGENT_LEASE_SECONDS": str(settings.lease_seconds),
+            "RESEARCH_AGENT_MODEL_PRICES": json.dumps(
+                {key: price.model_dump(mode="json") for key, price in settings.model_prices.items()}
+            ),
             "RESEARCH_AGENT_WORKER_POLL_SECONDS": "0.1",
             "PYTHONPATH": str(ROOT),
             "LOGFIRE_IGNORE_NO_CONFIG": "1",

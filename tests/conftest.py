@@ -11,6 +11,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,9 +21,15 @@ import pytest
 from agent._database import apply_migrations, create_pool, embedded_database_url
 from agent.api import Runtime
 from agent.settings import Settings
+from budgets import ModelPrice
 from tests._http_server import LocalHTTPServer
 
 TEMPLATE_DB = "research_agent_template"
+# Scripted models have no market price; tests give them one so every run exercises the cost cap.
+TEST_PRICES = {
+    key: ModelPrice(input_per_mtok=Decimal("1"), output_per_mtok=Decimal("4"))
+    for key in ("function:*", "test:*", "openai:*")
+}
 
 
 def _with_database(url: str, name: str) -> str:
@@ -100,6 +107,7 @@ def settings(database_url: str, http_server: LocalHTTPServer, tmp_path: Path) ->
         fetch_allow_hosts=[http_server.host],
         lease_seconds=3.0,
         worker_poll_seconds=0.1,
+        model_prices=TEST_PRICES,
     )
 
 

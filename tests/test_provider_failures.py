@@ -53,6 +53,7 @@ def provider_runtime(runtime: Runtime, base: Settings, fake: FakeOpenAI, **overr
         fetch_allow_hosts=base.fetch_allow_hosts,
         lease_seconds=base.lease_seconds,
         worker_poll_seconds=base.worker_poll_seconds,
+        model_prices=base.model_prices,
         model="openai:fake-model",
         openai_base_url=fake.base_url,
         openai_api_key="test-key",

@@ -1,0 +1,105 @@
+"""What a request costs: genai-prices (through pydantic-ai's model names) or a price the user supplies.
+
+A run under a cost cap needs a price for its model before its first request; a model with no known
+price and no user-supplied one cannot run under a cost cap (`UnknownPriceError` says what to set).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from genai_prices import Usage, calc_price
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_ai.models import Model
+from pydantic_ai.models.fallback import FallbackModel
+
+MILLION = Decimal(1_000_000)
+FREE_SYSTEMS = frozenset({"offline"})
+"""Models that never cost anything (the deterministic offline model)."""
+
+
+class ModelPrice(BaseModel):
+    """A user-supplied price, in dollars per million tokens."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input_per_mtok: Decimal = Field(ge=0)
+    output_per_mtok: Decimal = Field(ge=0)
+
+
+class UnknownPriceError(Exception):
+    """The model has no known price, so a cost cap cannot be enforced."""
+
+
+class Pricer(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def price(self, *, input_tokens: int, output_tokens: int) -> Decimal:
+        """Dollars for one request with this many tokens."""
+        ...
+
+
+@dataclass(frozen=True)
+class FixedPricer:
+    name: str
+    per_token_in: Decimal
+    per_token_out: Decimal
+
+    def price(self, *, input_tokens: int, output_tokens: int) -> Decimal:
+        return input_tokens * self.per_token_in + output_tokens * self.per_token_out
+
+
+@dataclass(frozen=True)
+class GenaiPricer:
+    """genai-prices, which knows tiered prices (a long prompt can raise the per-token rate)."""
+
+    name: str
+    model_ref: str
+    provider_id: str | None
+
+    def price(self, *, input_tokens: int, output_tokens: int) -> Decimal:
+        usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
+        return calc_price(usage, self.model_ref, provider_id=self.provider_id).total_price
+
+
+@dataclass(frozen=True)
+class MaxPricer:
+    """A fallback chain may answer with any of its models: budget for the most expensive one."""
+
+    name: str
+    pricers: tuple[Pricer, ...]
+
+    def price(self, *, input_tokens: int, output_tokens: int) -> Decimal:
+        return max(p.price(input_tokens=input_tokens, output_tokens=output_tokens) for p in self.pricers)
+
+
+def _override(model: Model, overrides: Mapping[str, ModelPrice]) -> ModelPrice | None:
+    for key in (f"{model.system}:{model.model_name}", model.model_name, f"{model.system}:*"):
+        if key in overrides:
+            return overrides[key]
+    return None
+
+
+def pricer_for(model: Model, *, overrides: Mapping[str, ModelPrice]) -> Pricer | None:
+    """How to price requests to `model`, or None when no price is known."""
+    if isinstance(model, FallbackModel):
+        parts = [pricer_for(m, overrides=overrides) for m in model.models]
+        if any(p is None for p in parts):
+            return None
+        return MaxPricer(name=model.model_name, pricers=tuple(p for p in parts if p is not None))
+    name = f"{model.system}:{model.model_name}"
+    if model.system in FREE_SYSTEMS:
+        return FixedPricer(name, Decimal(0), Decimal(0))
+    override = _override(model, overrides)
+    if override is not None:
+        return FixedPricer(name, override.input_per_mtok / MILLION, override.output_per_mtok / MILLION)
+    candidate = GenaiPricer(name=name, model_ref=model.model_name, provider_id=model.system)
+    try:
+        candidate.price(input_tokens=1, output_tokens=1)
+    except LookupError:
+        return None
+    return candidate
