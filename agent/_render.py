@@ -29,6 +29,22 @@ def _duration(run: RunRecord) -> str:
     return f"{run.elapsed_seconds:.1f}s"
 
 
+def budget_line(run: RunRecord) -> str:
+    """Each cap with what the run used of it: the cap decisions at a glance."""
+    budget = run.config.budget
+    tokens = run.usage.input_tokens + run.usage.output_tokens
+    parts = [
+        f"turns {run.usage.requests}/{budget.max_turns}",
+        f"tokens {tokens:,}/{budget.max_tokens:,}",
+        f"wall {run.elapsed_seconds:.1f}/{budget.max_wall_seconds:g}s",
+        f"cost {_cost(run.cost_usd)}/" + ("no cap" if budget.max_cost_usd is None else f"${budget.max_cost_usd}"),
+    ]
+    if budget.max_tool_calls is not None:
+        parts.append(f"tool calls {run.usage.tool_calls}/{budget.max_tool_calls}")
+    parts += [f"{tool} ≤ {cap}" for tool, cap in budget.per_tool.items()]
+    return ", ".join(parts)
+
+
 def run_json(run: RunRecord, steps: list[StepRecord] | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {
         "run_id": run.id,
@@ -114,12 +130,7 @@ def run_detail(view: RunView) -> Group:
     if run.error:
         header.add_row("error", escape(run.error))
     header.add_row("model", f"{run.config.model}  prompt={run.config.prompt_version}")
-    budget = run.config.budget
-    header.add_row(
-        "budget",
-        f"turns {budget.max_turns}, tokens {budget.max_tokens}, wall {budget.max_wall_seconds:g}s, "
-        f"cost ${budget.max_cost_usd}",
-    )
+    header.add_row("budget", budget_line(run))
     header.add_row(
         "usage",
         f"{run.usage.requests} turns, {run.usage.input_tokens} in / {run.usage.output_tokens} out tokens, "

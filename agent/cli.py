@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from decimal import Decimal, InvalidOperation
 from enum import IntEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -21,8 +22,10 @@ from rich.table import Table
 from agent._render import LiveProgress, report_panel, run_detail, run_json, runs_table
 from agent.api import Runtime, open_runtime
 from agent.config import RunStatus
-from agent.errors import ConfigurationError, InvalidQuestionError, ResearchAgentError
+from agent.controls import DailySpend, KillSwitch, KillSwitchState, SpendToday, SwitchChange
+from agent.errors import ConfigurationError, InvalidQuestionError, ResearchAgentError, RunRefusedError
 from agent.settings import Settings, is_offline_model
+from budgets import Budget
 from tools import (
     CollectionStats,
     CorpusHit,
@@ -70,6 +73,34 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 ModelOption = Annotated[str | None, typer.Option("--model", "-m", help="Model name; default: RESEARCH_AGENT_MODEL.")]
 
 
+MaxTurns = Annotated[int | None, typer.Option(min=1, help="Model requests per run (default 10).")]
+MaxTokens = Annotated[int | None, typer.Option(min=1, help="Input + output tokens per run (default 200000).")]
+MaxWall = Annotated[float | None, typer.Option(min=0.1, help="Seconds of run time (default 120).")]
+MaxCost = Annotated[str | None, typer.Option(help="Dollars per run (default 0.50); `none` for no cost cap.")]
+
+
+def _budget(*, max_turns: int | None, max_tokens: int | None, max_wall: float | None, max_cost: str | None) -> Budget:
+    """The default budget with the caps given on the command line."""
+    changes: dict[str, object] = {}
+    if max_turns is not None:
+        changes["max_turns"] = max_turns
+    if max_tokens is not None:
+        changes["max_tokens"] = max_tokens
+    if max_wall is not None:
+        changes["max_wall_seconds"] = max_wall
+    if max_cost is not None:
+        try:
+            changes["max_cost_usd"] = None if max_cost.lower() == "none" else Decimal(max_cost)
+        except InvalidOperation:
+            err.print(f"[red]error:[/red] --max-cost must be a dollar amount like 0.05 or `none`, not {max_cost!r}")
+            raise typer.Exit(ExitCode.USAGE) from None
+    try:
+        return Budget.model_validate({**Budget().model_dump(), **changes})
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] invalid budget: {exc}")
+        raise typer.Exit(ExitCode.USAGE) from exc
+
+
 def _run(body: Callable[[Runtime], Awaitable[T]]) -> T:
     """Open the runtime, run `body`, and turn our errors into clear messages and exit codes."""
 
@@ -79,7 +110,7 @@ def _run(body: Callable[[Runtime], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
-    except InvalidQuestionError as exc:
+    except (InvalidQuestionError, RunRefusedError) as exc:
         err.print(f"[red]refused:[/red] {exc}")
         raise typer.Exit(ExitCode.REFUSED) from exc
     except (ConfigurationError, ResearchAgentError) as exc:
@@ -99,16 +130,21 @@ def ask(
     question: Annotated[str, typer.Argument(help="What to research.")],
     model: ModelOption = None,
     as_json: JsonOption = False,
+    max_turns: MaxTurns = None,
+    max_tokens: MaxTokens = None,
+    max_wall: MaxWall = None,
+    max_cost: MaxCost = None,
 ) -> None:
     """Research a question now and print a cited answer."""
+    budget = _budget(max_turns=max_turns, max_tokens=max_tokens, max_wall=max_wall, max_cost=max_cost)
 
     async def body(runtime: Runtime) -> tuple[dict[str, Any], RunStatus]:
         if as_json:
-            result = await runtime.research(question, model=model)
+            result = await runtime.research(question, model=model, budget=budget)
         else:
             progress = LiveProgress(err)
             with Live(progress, console=err, refresh_per_second=8, transient=True):
-                result = await runtime.research(question, model=model, progress=progress)
+                result = await runtime.research(question, model=model, budget=budget, progress=progress)
         view = await runtime.get_run(result.run_id)
         return run_json(view.run, view.steps), result.status
 
@@ -135,11 +171,16 @@ def submit(
     question: Annotated[str, typer.Argument(help="What to research.")],
     model: ModelOption = None,
     as_json: JsonOption = False,
+    max_turns: MaxTurns = None,
+    max_tokens: MaxTokens = None,
+    max_wall: MaxWall = None,
+    max_cost: MaxCost = None,
 ) -> None:
     """Queue a question for a worker and print the run id."""
+    budget = _budget(max_turns=max_turns, max_tokens=max_tokens, max_wall=max_wall, max_cost=max_cost)
 
     async def body(runtime: Runtime) -> str:
-        return (await runtime.submit(question, model=model)).id
+        return (await runtime.submit(question, model=model, budget=budget)).id
 
     run_id = _run(body)
     if as_json:
@@ -287,6 +328,108 @@ def corpus_search(
         out.print(f"   {escape(hit.snippet)}")
     if not hits:
         out.print("no matches")
+
+
+kill_switch_app = typer.Typer(
+    help="Stop every run now and refuse new ones, across all workers sharing the database.", no_args_is_help=True
+)
+app.add_typer(kill_switch_app, name="kill-switch")
+
+
+def _kill_switch(runtime: Runtime) -> KillSwitch:
+    return KillSwitch(runtime.pool, env_override=runtime.settings.disabled)
+
+
+@kill_switch_app.command("on")
+def kill_switch_on(
+    reason: Annotated[str | None, typer.Option("--reason", "-r", help="Why; shown to whoever is refused.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Turn the kill switch on: running runs stop as `killed` within 2 s, new runs are refused."""
+
+    async def body(runtime: Runtime) -> SwitchChange:
+        return await _kill_switch(runtime).turn_on(reason=reason)
+
+    change = _run(body)
+    if as_json:
+        _print_json({**change.state.to_json(), "running": change.running})
+        return
+    out.print(
+        f"kill switch [bold red]ON[/bold red]{f' ({escape(reason)})' if reason else ''}: new runs are refused, "
+        f"workers claim nothing, and the {change.running} running run(s) stop as `killed` within 2 s.\n"
+        "`research-agent kill-switch off` turns it off and resumes them from their last committed turn.",
+        soft_wrap=True,
+    )
+
+
+@kill_switch_app.command("off")
+def kill_switch_off(
+    resume: Annotated[
+        bool, typer.Option("--resume/--no-resume", help="Queue the runs the switch killed again (default).")
+    ] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Turn the kill switch off; the runs it killed are queued again and resume where they stopped."""
+
+    async def body(runtime: Runtime) -> SwitchChange:
+        return await _kill_switch(runtime).turn_off(requeue=resume)
+
+    change = _run(body)
+    if as_json:
+        _print_json({**change.state.to_json(), "requeued": change.requeued})
+        return
+    out.print("kill switch [bold green]off[/bold green]: new runs are accepted.")
+    if change.requeued:
+        out.print(
+            f"requeued {len(change.requeued)} run(s) it had killed; a worker resumes each from its last committed "
+            "turn (nothing completed is redone):",
+            soft_wrap=True,
+        )
+        for run_id in change.requeued:
+            out.print(f"  {run_id}")
+    if change.state.env_override:
+        err.print("[yellow]note:[/yellow] RESEARCH_AGENT_DISABLED=1 is set here: this environment still refuses runs")
+
+
+@kill_switch_app.command("status")
+def kill_switch_status(as_json: JsonOption = False) -> None:
+    """Whether the kill switch is on. Exit code 0 when off, 5 (refused) when on."""
+
+    async def body(runtime: Runtime) -> KillSwitchState:
+        return await _kill_switch(runtime).state()
+
+    state = _run(body)
+    if as_json:
+        _print_json(state.to_json())
+    elif state.on:
+        since = f" since {state.updated_at:%Y-%m-%d %H:%M:%S %Z}" if state.flag and state.updated_at else ""
+        out.print(f"[bold red]ON[/bold red]{since}: {escape(state.describe())}", soft_wrap=True)
+    else:
+        out.print("off: runs are accepted")
+    raise typer.Exit(ExitCode.REFUSED if state.on else ExitCode.COMPLETED)
+
+
+@app.command()
+def spend(as_json: JsonOption = False) -> None:
+    """Today's spend (UTC day) across all runs, against the daily cap (RESEARCH_AGENT_DAILY_CAP_USD)."""
+
+    async def body(runtime: Runtime) -> SpendToday:
+        return await DailySpend(runtime.pool, cap_usd=runtime.settings.daily_cap_usd).today()
+
+    today = _run(body)
+    if as_json:
+        _print_json(today.to_json())
+        return
+    line = f"{today.day} (UTC): ${today.spent_usd:.4f} spent"
+    if today.reserved_usd:
+        line += f", ${today.reserved_usd:.4f} held by requests in flight"
+    if today.cap_usd is None:
+        line += " · no daily cap (set RESEARCH_AGENT_DAILY_CAP_USD)"
+    else:
+        line += f" of the ${today.cap_usd} daily cap · ${today.remaining_usd:.4f} remaining"
+        if today.cap_reached:
+            line += " · [bold red]cap reached: new runs are refused[/bold red]"
+    out.print(line, soft_wrap=True)
 
 
 def main() -> None:

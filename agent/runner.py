@@ -11,20 +11,22 @@ result was recorded but not yet committed.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import httpx
 import httpx2
 import logfire
-from pydantic_ai import Agent
+from pydantic_ai import Agent, CancellationToken
 from pydantic_ai._agent_graph import CallToolsNode, ModelRequestNode
 from pydantic_ai.exceptions import (
     FallbackExceptionGroup,
     ModelAPIError,
+    RunCancelled,
     UnexpectedModelBehavior,
     UsageLimitExceeded,
     UserError,
@@ -37,6 +39,7 @@ from agent._agent import research_agent
 from agent._ledger import ToolLedger
 from agent._steps import build_steps, index_tool_calls
 from agent.config import RunStatus
+from agent.controls import DailySpend, KillSwitch, RunSpend
 from agent.deps import ResearchDeps
 from agent.errors import ConfigurationError, LeaseLostError
 from agent.events import ProgressCallback, ProgressEvent, ProgressKind, ignore_progress
@@ -44,7 +47,7 @@ from agent.models import resolve_model, retrying_http_client
 from agent.report import PartialFindings, ResearchReport
 from agent.settings import Settings
 from agent.store import RunRecord, RunStore, StepRecord, TurnCommit
-from budgets import BudgetExceeded, BudgetGuard, Pricer, pricer_for
+from budgets import BudgetExceeded, BudgetGuard, Pricer, ToolCallGuard, pricer_for
 from tools import (
     CorpusSearchBackend,
     CorpusStore,
@@ -86,6 +89,9 @@ class DurableRunner:
         self.agent: Agent[ResearchDeps, ResearchReport] = research_agent()
         self._provider_http: httpx2.AsyncClient | None = None
         self._http: httpx.AsyncClient | None = None
+        self._controls: dict[str, _RunControl] = {}  # runs executing now, by id (kill switch, daily cap)
+        # Per running run: its elapsed run time (carried over resumes), read by the heartbeat.
+        self._clocks: dict[str, Callable[[], float]] = {}
 
     async def execute(self, run: RunRecord) -> RunRecord:
         """Run `run` (already claimed by this worker) until it stops; returns the stored final state."""
@@ -101,6 +107,7 @@ class DurableRunner:
             ) as span,
         ):
             heartbeat_lost = asyncio.Event()
+            self._controls[run.id] = _RunControl()
             task = asyncio.create_task(self._run_to_stop(run))
             beat = asyncio.create_task(self._heartbeat(run.id, task, heartbeat_lost))
             try:
@@ -117,9 +124,15 @@ class DurableRunner:
                 beat.cancel()
                 with suppress(asyncio.CancelledError):
                     await beat
+                await self._release_controls(run.id)
             span.set_attribute("status", final.status)
             span.set_attribute("stop_reason", final.stop_reason or "")
             span.set_attribute("cost_usd", float(final.cost_usd))
+            span.set_attribute("requests", final.usage.requests)
+            span.set_attribute("elapsed_seconds", final.elapsed_seconds)
+            for cap, value in run.config.budget.model_dump(mode="json").items():
+                if value is not None:
+                    span.set_attribute(f"budget.{cap}", json.dumps(value) if isinstance(value, dict) else value)
             span.set_attribute("input_tokens", final.usage.input_tokens)
             span.set_attribute("output_tokens", final.usage.output_tokens)
             return final
@@ -136,9 +149,13 @@ class DurableRunner:
         interval = self.settings.lease_seconds / 3
         while not task.done():
             await asyncio.sleep(interval)
+            clock = self._clocks.get(run_id)
             try:
                 renewed = await self.store.renew_lease(
-                    run_id, worker_id=self.worker_id, lease_seconds=self.settings.lease_seconds
+                    run_id,
+                    worker_id=self.worker_id,
+                    lease_seconds=self.settings.lease_seconds,
+                    elapsed_seconds=clock() if clock else None,
                 )
             except Exception as exc:  # a database blip: keep trying until the lease runs out
                 logfire.warn("lease renewal failed: {error}", error=str(exc), run_id=run_id)
@@ -170,6 +187,7 @@ class DurableRunner:
             model = self._model_for(run)
             search = self.search_backend or self._search_backend(run, corpus)
             pricer = _pricer(model, run)
+            spend = self._run_spend(run, model, pricer)
         except ConfigurationError as exc:
             decision = StopDecision(status="failed", stop_reason="error", error=str(exc))
             return await self._finish(run, decision, deps=None, history=history)
@@ -196,6 +214,7 @@ class DurableRunner:
                 pricer=pricer,
                 spent_usd=run.cost_usd,
                 elapsed_before=run.elapsed_seconds,
+                hooks=spend.hooks(),
             ),
             committed=len(history),
             next_step=await self.store.next_step_seq(run.id),
@@ -203,20 +222,25 @@ class DurableRunner:
             messages=list(history),
         )
         report: ResearchReport | None = None
+        self._clocks[run.id] = lambda: session.guard.elapsed
         try:
             report = await self._drive(session, model=model, history=history)
             decision = StopDecision(status="completed", stop_reason="completed")
         except LeaseLostError:
             raise
         except Exception as exc:
-            decision = _decide_stop(exc, run)
+            decision = self._requested_stop(run.id, exc) or _decide_stop(exc, run)
             try:  # keep what the interrupted turn completed (e.g. a response that crossed a cap)
                 await session.commit_new()
             except LeaseLostError:
                 raise
             except Exception:
                 logfire.exception("could not commit the last partial turn", run_id=run.id)
-        return await self._finish(run, decision, deps=deps, history=session.messages, report=report)
+        finally:
+            self._clocks.pop(run.id, None)
+        return await self._finish(
+            run, decision, deps=deps, history=session.messages, report=report, elapsed=session.guard.elapsed
+        )
 
     async def _drive(self, session: _Session, *, model: Model, history: list[ModelMessage]) -> ResearchReport:
         """pydantic-ai's loop with a commit at every node boundary; raises whatever stops the run early."""
@@ -233,7 +257,8 @@ class DurableRunner:
                 model=model,
                 usage=run.usage,
                 usage_limits=run.config.budget.usage_limits(),
-                capabilities=[session.ledger, session.guard],
+                cancellation_token=self._cancellation_token(run.id),
+                capabilities=[ToolCallGuard(per_tool=run.config.budget.per_tool), session.ledger, session.guard],
             ) as agent_run,
         ):
             async for node in agent_run:
@@ -256,6 +281,7 @@ class DurableRunner:
         deps: ResearchDeps | None,
         history: Sequence[ModelMessage],
         report: ResearchReport | None = None,
+        elapsed: float | None = None,
     ) -> RunRecord:
         partial = None
         if report is None:
@@ -264,6 +290,7 @@ class DurableRunner:
                 sources=sorted(deps.sources) if deps else [],
                 notes=_last_text(history),
             ).model_dump(mode="json")
+        control_steps = await self._control_steps(run, decision)
         final = await self.store.finish_run(
             run.id,
             worker_id=self.worker_id,
@@ -271,7 +298,9 @@ class DurableRunner:
             stop_reason=decision.stop_reason,
             report=report.model_dump(mode="json") if report else None,
             partial=partial,
+            steps=control_steps,
             error=decision.error,
+            elapsed_seconds=elapsed,
         )
         logfire.info(
             "run stopped: {status} ({stop_reason})",
@@ -282,6 +311,68 @@ class DurableRunner:
         )
         self._emit(run.id, "status", f"{decision.status} ({decision.stop_reason})", final.usage)
         return final
+
+    # --- cross-run controls: kill switch and daily spend cap (agent/controls.py) -----------------
+    def kill_all(self, message: str) -> list[str]:
+        """Stop every run executing here as `killed` / `kill_switch`, cancelling in-flight model and tool calls.
+
+        pydantic-ai's own cancellation tears the calls down; the runner then commits what completed and
+        finishes the run (releasing its lease). Idempotent; returns the runs newly asked to stop.
+        """
+        stopped: list[str] = []
+        for run_id, control in list(self._controls.items()):
+            if control.stop is None:
+                control.stop = StopDecision(status="killed", stop_reason="kill_switch", error=message)
+                control.token.cancel()
+                stopped.append(run_id)
+        return stopped
+
+    def _cancellation_token(self, run_id: str) -> CancellationToken | None:
+        control = self._controls.get(run_id)
+        return control.token if control else None
+
+    def _requested_stop(self, run_id: str, error: Exception) -> StopDecision | None:
+        control = self._controls.get(run_id)
+        return control.stop if control and isinstance(error, RunCancelled) else None
+
+    def _run_spend(self, run: RunRecord, model: Model, pricer: Pricer | None) -> RunSpend:
+        cap = self.settings.daily_cap_usd
+        if cap is not None and pricer is None:
+            label = f"{model.system}:{model.model_name}"
+            raise ConfigurationError(
+                f"no price is known for model {label!r}, so the ${cap} daily spend cap cannot be enforced; "
+                "set RESEARCH_AGENT_MODEL_PRICES for it or unset RESEARCH_AGENT_DAILY_CAP_USD"
+            )
+        spend = RunSpend(
+            kill_switch=KillSwitch(self.store.pool, env_override=self.settings.disabled),
+            daily=DailySpend(self.store.pool, cap_usd=cap),
+            run_id=run.id,
+        )
+        control = self._controls.get(run.id)
+        if control is not None:
+            control.spend = spend
+        return spend
+
+    async def _release_controls(self, run_id: str) -> None:
+        control = self._controls.pop(run_id, None)
+        if control is not None and control.spend is not None:
+            try:  # a request cancelled mid-flight never settled: free its reservation
+                await control.spend.release()
+            except Exception:
+                logfire.exception("could not release the daily spend reservation", run_id=run_id)
+
+    async def _control_steps(self, run: RunRecord, decision: StopDecision) -> list[StepRecord]:
+        """A stop by the kill switch or the daily cap, as an event step (and an event in the trace)."""
+        if decision.stop_reason not in ("kill_switch", "daily_cap"):
+            return []
+        logfire.warn(
+            "run stopped by {control}: {message}",
+            control=decision.stop_reason,
+            message=decision.error,
+            run_id=run.id,
+        )
+        seq = await self.store.next_step_seq(run.id)
+        return [StepRecord(seq=seq, kind="event", name=decision.stop_reason, summary=decision.error or "", ok=False)]
 
     def _model_for(self, run: RunRecord) -> Model:
         label = run.config.model
@@ -323,6 +414,15 @@ class _CorpusUrlsOnly:
         if not url.lower().startswith(f"{CORPUS_SCHEME}://"):
             return None
         return await self.corpus.get_document(url)
+
+
+@dataclass
+class _RunControl:
+    """What the controls can do to one executing run: cancel it with a decided stop, free its reservation."""
+
+    token: CancellationToken = field(default_factory=CancellationToken)
+    stop: StopDecision | None = None
+    spend: RunSpend | None = None
 
 
 @dataclass

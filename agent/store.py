@@ -194,13 +194,18 @@ class RunStore:
         )
         return None if row is None else _run_from_row(row)
 
-    async def renew_lease(self, run_id: str, *, worker_id: str, lease_seconds: float) -> bool:
+    async def renew_lease(
+        self, run_id: str, *, worker_id: str, lease_seconds: float, elapsed_seconds: float | None = None
+    ) -> bool:
+        """Extend this worker's lease; also records run time so a crash loses at most one heartbeat of it."""
         result = await self.pool.execute(
-            "UPDATE runs SET lease_expires_at = now() + make_interval(secs => $3)"
+            "UPDATE runs SET lease_expires_at = now() + make_interval(secs => $3),"
+            " elapsed_seconds = greatest(elapsed_seconds, coalesce($4, 0))"
             " WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
             uuid.UUID(run_id),
             worker_id,
             lease_seconds,
+            elapsed_seconds,
         )
         return result == "UPDATE 1"
 
@@ -268,6 +273,7 @@ class RunStore:
         partial: dict[str, JSONValue] | None = None,
         error: str | None = None,
         steps: Sequence[StepRecord] = (),
+        elapsed_seconds: float | None = None,
     ) -> RunRecord:
         rid = uuid.UUID(run_id)
         async with self.pool.acquire() as conn, conn.transaction():
@@ -277,6 +283,7 @@ class RunStore:
             row = await conn.fetchrow(
                 """
                 UPDATE runs SET status = $2, stop_reason = $3, report = $4, error = $5, partial = $6,
+                       elapsed_seconds = greatest(elapsed_seconds, coalesce($7, 0)),
                        finished_at = CASE WHEN $2 IN ('queued', 'running', 'awaiting_approval')
                                           THEN NULL ELSE now() END,
                        lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
@@ -288,6 +295,7 @@ class RunStore:
                 report,
                 error,
                 partial,
+                elapsed_seconds,
             )
         return _run_from_row(row)
 

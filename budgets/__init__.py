@@ -12,6 +12,7 @@ from budgets._guard import (
     SpendHooks,
     StopReason,
 )
+from budgets._loops import ToolCallGuard
 from budgets._pricing import ModelPrice, Pricer, UnknownPriceError, pricer_for
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "SpendGate",
     "SpendHooks",
     "StopReason",
+    "ToolCallGuard",
     "UnknownPriceError",
     "input_token_bound",
     "pricer_for",

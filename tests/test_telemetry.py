@@ -47,3 +47,22 @@ async def test_spans_carry_the_run_id(
     assert len(by_name["chat"]) == len(model_steps) == result.usage.requests == 4
     assert sorted(str(a["gen_ai.tool.name"]) for a in by_name["execute_tool"]) == tool_names
     assert len(by_name["commit"]) >= len(model_steps)
+
+
+async def test_stop_reason_spend_and_caps_are_span_attributes(
+    runtime: Runtime, http_server: LocalHTTPServer, instrumented: CaptureLogfire
+) -> None:
+    from budgets import Budget
+
+    install_web(http_server)
+    model, _ = research_model(max_fetches=2)
+    result = await runtime.research("What is HTTP/3?", model=model, budget=Budget(max_turns=2))
+    assert result.stop_reason == "turns"
+
+    spans = instrumented.exporter.exported_spans_as_dict()
+    (run_span,) = [s["attributes"] for s in spans if str(s["name"]).startswith("research run")]
+    assert run_span["status"] == "budget_exceeded" and run_span["stop_reason"] == "turns"
+    assert run_span["budget.max_turns"] == 2 and run_span["requests"] == 2
+    assert run_span["cost_usd"] == float(result.cost_usd) > 0
+    warnings = [s for s in spans if "budget warning" in str(s["attributes"].get("logfire.msg", ""))]
+    assert warnings and warnings[0]["attributes"]["cap"] == "turns"
