@@ -78,6 +78,18 @@ def _read_history(messages: Sequence[ModelMessage], *, exclude_call: str) -> _Pa
     return _Past(results=results, calls_per_tool=per_tool, repeats=repeats, seen_urls=seen)
 
 
+def _earlier_in_batch(messages: Sequence[ModelMessage], call: ToolCallPart) -> int:
+    """Calls to the same tool that precede `call` in its own response (parallel calls count too)."""
+    for message in reversed(messages):
+        if isinstance(message, ModelResponse):
+            ids = [
+                p.tool_call_id for p in message.parts if isinstance(p, ToolCallPart) and p.tool_name == call.tool_name
+            ]
+            if call.tool_call_id in ids:
+                return ids.index(call.tool_call_id)
+    return 0
+
+
 @dataclass
 class ToolCallGuard(AbstractCapability[Any]):
     """Stops loops and enforces per-tool caps before a tool runs."""
@@ -96,7 +108,8 @@ class ToolCallGuard(AbstractCapability[Any]):
     ) -> Any:
         past = _read_history(ctx.messages, exclude_call=call.tool_call_id)
         cap = self.per_tool.get(call.tool_name)
-        if cap is not None and past.calls_per_tool.get(call.tool_name, 0) >= cap:
+        earlier = past.calls_per_tool.get(call.tool_name, 0) + _earlier_in_batch(ctx.messages, call)
+        if cap is not None and earlier >= cap:
             raise BudgetExceeded("tool_calls", f"per-tool cap: {call.tool_name} may be called {cap} times per run")
         key = call_key(call.tool_name, call.args_as_dict())  # as sent, like the history it is compared with
         if key in past.results:

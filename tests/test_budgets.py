@@ -190,3 +190,19 @@ async def test_unknown_price_under_a_cost_cap_is_a_clear_error(runtime: Runtime)
     assert "RESEARCH_AGENT_MODEL_PRICES" in refused.error and "function:unpriced" in refused.error
     allowed = await runtime.research("q?", model=unpriced, budget=Budget(max_cost_usd=None, max_turns=1))
     assert allowed.stop_reason == "turns"
+
+
+async def test_per_tool_cap_counts_parallel_calls_in_one_response(
+    runtime: Runtime, http_server: LocalHTTPServer
+) -> None:
+    urls = install_web(http_server)
+
+    def parallel(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        if _turn(messages) == 0:
+            return ModelResponse(parts=[ToolCallPart("record_plan", {"sub_questions": ["pages?"]})])
+        calls = [ToolCallPart("fetch_url", {"url": f"{urls[i % 2]}?copy={i}"}) for i in range(3)]
+        return ModelResponse(parts=calls)
+
+    result = await runtime.research("q?", model=FunctionModel(parallel), budget=Budget(per_tool={"fetch_url": 2}))
+    assert result.status == "budget_exceeded" and result.stop_reason == "tool_calls"
+    assert sum(http_server.hits.values()) <= 2
