@@ -13,8 +13,10 @@ from agent.errors import (
     LeaseLostError,
     ResearchAgentError,
     RunNotFoundError,
+    RunRefusedError,
 )
 from agent.events import ProgressEvent
+from agent.replay import RunTrace, export_run, load_trace, replay
 from agent.report import Citation, PartialFindings, ResearchReport
 from agent.settings import Settings
 from agent.store import RunRecord, StepRecord
@@ -36,14 +38,19 @@ __all__ = [
     "RunConfig",
     "RunNotFoundError",
     "RunRecord",
+    "RunRefusedError",
     "RunStatus",
+    "RunTrace",
     "RunView",
     "Runtime",
     "Settings",
     "StepRecord",
     "Worker",
+    "export_run",
     "get_run",
+    "load_trace",
     "open_runtime",
+    "replay",
     "research",
     "submit",
 ]

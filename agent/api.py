@@ -18,6 +18,7 @@ from agent._database import open_database
 from agent._prompts import research_prompt
 from agent._telemetry import configure_telemetry
 from agent.config import RunConfig, RunStatus
+from agent.controls import SharedControlWatcher, ensure_accepting_runs
 from agent.errors import InvalidQuestionError, RunNotFoundError
 from agent.events import ProgressCallback, ignore_progress
 from agent.models import ModelSpec, model_label
@@ -91,14 +92,19 @@ class Runtime:
         self.pool = pool
         self.store = RunStore(pool)
         self.settings = settings
+        # The kill switch, for runs executed in this process by `research` (workers have their own).
+        self._controls = SharedControlWatcher(pool, env_override=settings.disabled)
 
     async def submit(self, question: str, *, model: ModelSpec | None = None, budget: Budget | None = None) -> RunRecord:
-        """Queue a run; a worker will execute it."""
+        """Queue a run; a worker will execute it. Raises `RunRefusedError` while the kill switch is on or
+        today's spend cap is reached."""
         label = self.settings.resolved_model() if model is None or model == "auto" else model_label(model)
         config = RunConfig.from_settings(
             self.settings, model=label, prompt_version=research_prompt().version, budget=budget
         )
-        return await self.store.create_run(question=validate_question(question), config=config)
+        question = validate_question(question)
+        await ensure_accepting_runs(self.pool, env_override=self.settings.disabled, cap_usd=self.settings.daily_cap_usd)
+        return await self.store.create_run(question=question, config=config)
 
     async def research(
         self,
@@ -125,7 +131,8 @@ class Runtime:
             progress=progress,
         )
         try:
-            final = await runner.execute(claimed)
+            async with self._controls.watching(lambda state: runner.kill_all(f"stopped: {state.describe()}")):
+                final = await runner.execute(claimed)
         finally:
             await runner.aclose()
         return ResearchResult.from_record(final)

@@ -246,6 +246,17 @@ def runs_show(
         out.print(run_detail(view))
 
 
+@runs_app.command("export")
+def runs_export(run_id: Annotated[str, typer.Argument(help="Run id or unique prefix.")]) -> None:
+    """Write a run's messages and tool calls as a JSON trace (for replay tests)."""
+    from agent.replay import export_run
+
+    async def body(runtime: Runtime) -> str:
+        return (await export_run(runtime, run_id)).model_dump_json(indent=2)
+
+    sys.stdout.write(_run(body) + "\n")
+
+
 @runs_app.command("resume")
 def runs_resume(run_id: Annotated[str, typer.Argument(help="Run id or unique prefix.")]) -> None:
     """Queue a stopped run again; a worker continues it from its last committed turn."""

@@ -25,3 +25,7 @@ class LeaseLostError(ResearchAgentError):
 
 class InvalidQuestionError(ResearchAgentError):
     """The question is empty, too long or not text."""
+
+
+class RunRefusedError(ResearchAgentError):
+    """New runs are not accepted right now: the kill switch is on or today's spend cap is reached."""

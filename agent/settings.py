@@ -8,6 +8,7 @@ different settings still runs it exactly as submitted; secrets are never frozen.
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -88,6 +89,17 @@ class Settings(BaseSettings):
     # --- workers -----------------------------------------------------------------------------
     lease_seconds: float = Field(default=15.0, gt=0.5, le=3600, description="A worker's claim on a run.")
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+
+    # --- controls (agent/controls.py) ----------------------------------------------------------
+    daily_cap_usd: Decimal | None = Field(
+        default=None,
+        gt=0,
+        description="Spend cap across all runs per UTC day, enforced in Postgres; unset = no cap.",
+    )
+    disabled: bool = Field(
+        default=False,
+        description="RESEARCH_AGENT_DISABLED=1: this process acts as if the kill switch were on.",
+    )
 
     # --- observability -----------------------------------------------------------------------
     service_name: str = "research-agent"

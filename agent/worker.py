@@ -14,6 +14,7 @@ import logfire
 from pydantic_ai.models import Model
 
 from agent.api import Runtime, new_worker_id
+from agent.controls import ControlWatcher, KillSwitchState
 from agent.events import ProgressCallback, ignore_progress
 from agent.runner import DurableRunner
 from agent.store import RunRecord, release_lease
@@ -50,6 +51,10 @@ class Worker:
         )
         self._active: dict[str, asyncio.Task[RunRecord]] = {}
         self._stopping = asyncio.Event()
+        # The kill switch: no claims while it is on, and every run executing here stops within ~1 s.
+        self._controls = ControlWatcher(
+            runtime.pool, on_kill=self._kill_switch_on, env_override=runtime.settings.disabled
+        )
 
     def stop(self) -> None:
         """Stop claiming; in-flight runs are handed back to the queue."""
@@ -60,10 +65,14 @@ class Worker:
         settings = self.runtime.settings
         claimed_total = 0
         logfire.info("worker started", worker_id=self.worker_id, concurrency=self.concurrency)
+        await self._controls.start()
         try:
             while not self._stopping.is_set():
                 if self.max_runs is not None and claimed_total >= self.max_runs:
                     if not self._active:
+                        break
+                elif self._controls.kill_switch_on:  # claim nothing; an idle batch worker has nothing to wait for
+                    if self.exit_when_idle and not self._active:
                         break
                 elif len(self._active) < self.concurrency:
                     run = await store.claim_next(worker_id=self.worker_id, lease_seconds=settings.lease_seconds)
@@ -92,7 +101,13 @@ class Worker:
             return
         self.finished.append(task.result())
 
+    def _kill_switch_on(self, state: KillSwitchState) -> None:
+        stopped = self._runner.kill_all(f"stopped: {state.describe()}")
+        if stopped:
+            logfire.warn("kill switch on: stopping {count} runs", count=len(stopped), worker_id=self.worker_id)
+
     async def _shutdown(self) -> None:
+        await self._controls.stop()
         active = dict(self._active)
         for task in active.values():
             task.cancel()

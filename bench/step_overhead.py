@@ -209,7 +209,7 @@ async def run_bench(args: argparse.Namespace, admin_url: str, data_dir: Path) ->
         runtime=runtime,
         agent=build_agent(),
         search=FixedSearch(),
-        budget=Budget(max_turns=args.turns),
+        budget=Budget(max_turns=args.turns, max_cost_usd=None),  # scripted model: no price
     )
     try:
         plain_ms: list[float] = []

@@ -108,3 +108,17 @@ def test_embedded_postgres_starts_once_under_the_data_dir_and_is_reused(tmp_path
     finally:
         if pid_file.exists():
             os.kill(int(pid_file.read_text().splitlines()[0]), signal.SIGINT)
+
+
+def test_runs_export_writes_a_replayable_trace(settings: Settings, http_server: LocalHTTPServer) -> None:
+    from agent.replay import RunTrace
+
+    install_web(http_server)
+    env = worker_env(settings)
+    asked = json.loads(cli(env, "ask", "What is QUIC?", "--model", MODEL, "--json").stdout)
+    exported = cli(env, "runs", "export", asked["run_id"])
+    assert exported.returncode == 0, exported.stderr
+    trace = RunTrace.model_validate_json(exported.stdout)
+    assert trace.run_id == asked["run_id"] and trace.question == "What is QUIC?"
+    assert [c.tool_name for c in trace.tool_calls][:2] == ["record_plan", "web_search"]
+    assert len(trace.responses()) == asked["usage"]["requests"]
