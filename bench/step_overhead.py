@@ -77,7 +77,8 @@ def _call(tool: str, args: dict[str, Any]) -> ModelResponse:
 
 
 class FixedSearch:
-    """`tools._search.SearchBackend` that answers every query with the same three hits."""
+    """`tools._search.SearchBackend` answering each query with three hits of its own (new URLs every time,
+    so the loop detector, which stops searches that find nothing new, does not end the run)."""
 
     name = "fixed"
     _hits = tuple(
@@ -90,7 +91,8 @@ class FixedSearch:
     )
 
     async def search(self, query: str, *, max_results: int) -> list[SearchHit]:
-        return list(self._hits[:max_results])
+        slug = "-".join(query.lower().split())
+        return [hit.model_copy(update={"url": f"{hit.url}/{slug}"}) for hit in self._hits[:max_results]]
 
 
 # --- SQL accounting (one extra, untimed durable run) ----------------------------------------------------
