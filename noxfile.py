@@ -34,3 +34,10 @@ def bench(session: nox.Session) -> None:
     """Benchmarks print ratios measured side by side in one run (no pass/fail)."""
     session.install("-e", ".[test]")
     session.run("python", "bench/step_overhead.py", *session.posargs, env={"LOGFIRE_IGNORE_NO_CONFIG": "1"})
+
+
+@nox.session
+def evals(session: nox.Session) -> None:
+    """The eval gate: offline model by default; exit 1 on a regression (`-- --bless` accepts new scores)."""
+    session.install("-e", ".")
+    session.run("python", "-m", "evals", *session.posargs, env={"LOGFIRE_IGNORE_NO_CONFIG": "1"})

@@ -1,0 +1,81 @@
+"""The eval harness and release gate: pydantic-evals datasets and evaluators, plus thresholds, baselines
+and a paired bootstrap that fail the build on a regression (docs/decisions/0009-evals-gate.md).
+
+python -m evals                     # offline model, python_reference + adversarial; exit 1 on regression
+python -m evals --bless             # accept the current scores as the new baselines
+"""
+
+from evals._datasets import ResearchDataset, load_dataset, write_schema
+from evals._evaluators import (
+    CUSTOM_EVALUATORS,
+    JUDGE_MODEL_SETTINGS,
+    JUDGE_VERSION,
+    OFFLINE_CRITIC_VERSION,
+    CitationGrounding,
+    KeyFactRecall,
+    LLMCritic,
+    OfflineCritic,
+    Trajectory,
+    WithinBudget,
+    critic_for,
+    critic_judge,
+)
+from evals._gate import (
+    Baseline,
+    EvaluatorVerdict,
+    GateConfig,
+    GateResult,
+    PairedTest,
+    baseline_path,
+    judge_scores,
+    load_baseline,
+    paired_bootstrap,
+)
+from evals._report import print_summary, render_markdown, write_reports
+from evals._suite import CaseResult, DatasetResult, SuiteOptions, SuiteResult, UsageError, run_suite
+from evals._task import EvalEnvironment, open_environment
+from evals._types import CaseMetadata, EvalInputs, EvalOutput, FixtureDocument, SourceText, StepView
+
+__all__ = [
+    "CUSTOM_EVALUATORS",
+    "JUDGE_MODEL_SETTINGS",
+    "JUDGE_VERSION",
+    "OFFLINE_CRITIC_VERSION",
+    "Baseline",
+    "CaseMetadata",
+    "CaseResult",
+    "CitationGrounding",
+    "DatasetResult",
+    "EvalEnvironment",
+    "EvalInputs",
+    "EvalOutput",
+    "EvaluatorVerdict",
+    "FixtureDocument",
+    "GateConfig",
+    "GateResult",
+    "KeyFactRecall",
+    "LLMCritic",
+    "OfflineCritic",
+    "PairedTest",
+    "ResearchDataset",
+    "SourceText",
+    "StepView",
+    "SuiteOptions",
+    "SuiteResult",
+    "Trajectory",
+    "UsageError",
+    "WithinBudget",
+    "baseline_path",
+    "critic_for",
+    "critic_judge",
+    "judge_scores",
+    "load_baseline",
+    "load_dataset",
+    "open_environment",
+    "paired_bootstrap",
+    "print_summary",
+    "render_markdown",
+    "run_suite",
+    "write_reports",
+    "write_schema",
+]

@@ -1,0 +1,318 @@
+"""The release gate: thresholds, committed baselines, and a paired bootstrap over cases.
+
+pydantic-evals reports scores; it never fails a build. Here a dataset fails when an evaluator's mean
+is below its threshold, or when it is significantly below the baseline: the paired difference
+(current − baseline, per case) has a one-sided 95% upper bound below −tolerance. Repeats of a case are
+not independent samples (same question, same pages), so each case contributes the mean of its
+repeats and the bootstrap resamples cases — a cluster bootstrap. The RNG is seeded, so the same
+scores always get the same verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from statistics import fmean
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Baseline",
+    "CaseScores",
+    "EvaluatorVerdict",
+    "GateConfig",
+    "GateResult",
+    "PairedTest",
+    "baseline_path",
+    "case_means",
+    "git_revision",
+    "judge_scores",
+    "load_baseline",
+    "load_gate_config",
+    "model_slug",
+    "paired_bootstrap",
+    "save_baseline",
+]
+
+CaseScores = Mapping[str, Mapping[str, Sequence[float]]]
+"""case name → evaluator name → one score per repeat."""
+
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "grounding": 0.95,
+    "key_facts": 0.6,
+    "trajectory": 0.95,
+    "budget": 1.0,
+    "critic": 0.6,
+}
+
+
+class GateConfig(BaseModel):
+    """`datasets/gate.yaml`: how strict the gate is. Thresholds are minimum means over a dataset's cases."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tolerance: float = Field(default=0.02, ge=0, le=1, description="Drops smaller than this are never regressions.")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    resamples: int = Field(default=2000, ge=100)
+    seed: int = 1337
+    thresholds: dict[str, dict[str, float]] = Field(default_factory=lambda: {"default": dict(DEFAULT_THRESHOLDS)})
+
+    def thresholds_for(self, dataset: str) -> dict[str, float]:
+        return {**self.thresholds.get("default", {}), **self.thresholds.get(dataset, {})}
+
+
+def load_gate_config(path: Path | None) -> GateConfig:
+    if path is None or not path.exists():
+        return GateConfig()
+    return GateConfig.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+
+
+# --- baselines ------------------------------------------------------------------------------------
+
+
+class Baseline(BaseModel):
+    """The accepted scores of one dataset with one model, committed next to the datasets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str
+    model: str
+    prompt_version: str
+    judge_version: str
+    git_revision: str | None
+    created_at: datetime
+    repeat: int = 1
+    means: dict[str, float] = Field(default_factory=dict, description="Per evaluator, over cases (for readers).")
+    cases: dict[str, dict[str, list[float]]] = Field(description="case → evaluator → score per repeat")
+
+
+def model_slug(model: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "-", model.lower()).strip("-") or "model"
+
+
+def baseline_path(directory: Path, dataset: str, model: str) -> Path:
+    return directory / f"{dataset}.{model_slug(model)}.json"
+
+
+def load_baseline(path: Path) -> Baseline | None:
+    if not path.exists():
+        return None
+    return Baseline.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def save_baseline(path: Path, baseline: Baseline) -> None:
+    """Indented JSON with one line per case, so a re-bless reads as a per-case diff in review."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = baseline.model_dump(mode="json")
+    cases = data.pop("cases")
+    head = json.dumps(data, indent=2).removesuffix("\n}")
+    rows = ",\n".join(f"    {json.dumps(name)}: {json.dumps(scores)}" for name, scores in cases.items())
+    path.write_text(f'{head},\n  "cases": {{\n{rows}\n  }}\n}}\n', encoding="utf-8")
+
+
+def git_revision(cwd: Path | None = None) -> str | None:
+    """`git rev-parse HEAD`, with `-dirty` when tracked files have uncommitted changes; None outside git."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}-dirty" if status else head
+
+
+# --- statistics -----------------------------------------------------------------------------------
+
+
+def case_means(scores: CaseScores, evaluator: str) -> dict[str, float]:
+    """Each case's mean over its repeats, for the cases that have this score."""
+    return {case: fmean(values[evaluator]) for case, values in scores.items() if values.get(evaluator)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PairedTest:
+    """Current minus baseline over the cases both have, with a one-sided bootstrap upper bound."""
+
+    cases: int
+    mean_diff: float
+    upper_bound: float
+    regressed: bool
+
+
+def paired_bootstrap(
+    current: Mapping[str, float],
+    baseline: Mapping[str, float],
+    *,
+    tolerance: float = 0.02,
+    confidence: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 1337,
+) -> PairedTest | None:
+    """Resample cases with replacement; regressed when the `confidence` upper bound of the mean
+    difference is below −tolerance. None when the two share no case."""
+    common = sorted(set(current) & set(baseline))
+    if not common:
+        return None
+    diffs = [current[case] - baseline[case] for case in common]
+    mean_diff = fmean(diffs)
+    if all(d == diffs[0] for d in diffs):  # no spread: the bootstrap would only return the mean
+        upper = mean_diff
+    else:
+        rng = random.Random(seed)
+        n = len(diffs)
+        means = sorted(fmean(rng.choices(diffs, k=n)) for _ in range(resamples))
+        upper = means[min(resamples - 1, int(confidence * resamples))]
+    return PairedTest(
+        cases=len(common),
+        mean_diff=mean_diff,
+        upper_bound=upper,
+        regressed=upper < -tolerance,
+    )
+
+
+# --- the verdict ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluatorVerdict:
+    name: str
+    cases: int
+    current: float
+    baseline: float | None
+    threshold: float | None
+    test: PairedTest | None
+    below_threshold: bool
+    note: str = ""
+
+    @property
+    def regressed(self) -> bool:
+        return self.test is not None and self.test.regressed
+
+    @property
+    def passed(self) -> bool:
+        return not (self.below_threshold or self.regressed)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateResult:
+    dataset: str
+    verdicts: list[EvaluatorVerdict]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(v.passed for v in self.verdicts)
+
+    @property
+    def failures(self) -> list[str]:
+        reasons: list[str] = []
+        for v in self.verdicts:
+            if v.below_threshold:
+                reasons.append(f"{self.dataset}: {v.name} {v.current:.3f} is below its threshold {v.threshold:.2f}")
+            if v.regressed and v.test is not None and v.baseline is not None:
+                reasons.append(
+                    f"{self.dataset}: {v.name} regressed {v.test.mean_diff:+.3f} vs baseline {v.baseline:.3f}"
+                    f" over {v.test.cases} cases (95% upper bound {v.test.upper_bound:+.3f})"
+                )
+        return reasons
+
+
+def judge_scores(
+    dataset: str,
+    current: CaseScores,
+    baseline: Baseline | None,
+    *,
+    config: GateConfig,
+    judge_version: str,
+) -> GateResult:
+    """Compare `current` with the thresholds and, where comparable, with the baseline."""
+    thresholds = config.thresholds_for(dataset)
+    notes: list[str] = []
+    if baseline is None:
+        notes.append("no baseline for this dataset and model: thresholds only (run with --bless to record one)")
+    names = sorted({name for values in current.values() for name in values} | set(thresholds))
+    verdicts: list[EvaluatorVerdict] = []
+    for name in names:
+        now = case_means(current, name)
+        if not now:
+            continue
+        threshold = thresholds.get(name)
+        current_mean = fmean(now.values())
+        before = case_means(baseline.cases, name) if baseline is not None else {}
+        test: PairedTest | None = None
+        note = ""
+        if name == "critic" and baseline is not None and baseline.judge_version != judge_version:
+            note = f"judge changed ({baseline.judge_version} → {judge_version}): thresholds only"
+        elif before:
+            test = paired_bootstrap(
+                now,
+                before,
+                tolerance=config.tolerance,
+                confidence=config.confidence,
+                resamples=config.resamples,
+                seed=config.seed,
+            )
+        common = set(now) & set(before)
+        verdicts.append(
+            EvaluatorVerdict(
+                name=name,
+                cases=len(now),
+                current=current_mean,
+                baseline=fmean(before[c] for c in common) if common else None,
+                threshold=threshold,
+                test=test,
+                below_threshold=threshold is not None and current_mean < threshold - 1e-9,
+                note=note,
+            )
+        )
+    if baseline is not None:
+        added = sorted(set(current) - set(baseline.cases))
+        removed = sorted(set(baseline.cases) - set(current))
+        if added:
+            notes.append(f"{len(added)} case(s) not in the baseline: {', '.join(added[:5])}")
+        if removed:
+            notes.append(f"{len(removed)} baseline case(s) not run: {', '.join(removed[:5])}")
+    return GateResult(dataset=dataset, verdicts=verdicts, notes=notes)
+
+
+def new_baseline(
+    *,
+    dataset: str,
+    model: str,
+    prompt_version: str,
+    judge_version: str,
+    repeat: int,
+    scores: CaseScores,
+    revision: str | None,
+) -> Baseline:
+    names = sorted({name for values in scores.values() for name in values})
+    means = {name: round(fmean(case_means(scores, name).values()), 4) for name in names}
+    return Baseline(
+        dataset=dataset,
+        model=model,
+        prompt_version=prompt_version,
+        judge_version=judge_version,
+        git_revision=revision,
+        created_at=datetime.now(UTC).replace(microsecond=0),
+        repeat=repeat,
+        means=means,
+        cases={
+            case: {name: [round(v, 4) for v in values] for name, values in sorted(per.items())}
+            for case, per in sorted(scores.items())
+        },
+    )

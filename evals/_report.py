@@ -1,0 +1,279 @@
+"""What a person reads: a diff table on the console, `eval-report.md`, and `eval-report.json` for tools."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from statistics import fmean
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from evals._gate import EvaluatorVerdict
+from evals._suite import CaseResult, DatasetResult, SuiteResult
+
+__all__ = ["print_summary", "render_markdown", "to_json", "write_reports"]
+
+ANSWER_CHARS = 1_500
+CHANGED_CASES = 15
+
+
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _verdict(v: EvaluatorVerdict) -> str:
+    if v.below_threshold and v.regressed:
+        return "FAIL (threshold, regression)"
+    if v.below_threshold:
+        return "FAIL (threshold)"
+    if v.regressed:
+        return "FAIL (regression)"
+    return "ok"
+
+
+def _case_mean(case: CaseResult, name: str) -> float | None:
+    values = case.scores.get(name)
+    return fmean(values) if values else None
+
+
+def _worst(case: CaseResult) -> tuple[float, str]:
+    """Sort key: the case's lowest mean score, then its name."""
+    means = [fmean(values) for values in case.scores.values() if values]
+    return (min(means) if means else -1.0, case.name)
+
+
+def _changed_cases(dataset: DatasetResult) -> list[tuple[str, str, float | None, float | None]]:
+    """(case, evaluator, baseline, current) where the case's mean moved by more than 0.005."""
+    if dataset.baseline is None:
+        return []
+    rows: list[tuple[str, str, float | None, float | None]] = []
+    for case in dataset.cases:
+        before = dataset.baseline.cases.get(case.name, {})
+        for name in sorted(set(case.scores) | set(before)):
+            now = _case_mean(case, name)
+            then = fmean(before[name]) if before.get(name) else None
+            if now is None or then is None or abs(now - then) > 0.005:
+                rows.append((case.name, name, then, now))
+    rows.sort(key=lambda r: (r[3] if r[3] is not None else -1.0) - (r[2] if r[2] is not None else 0.0))
+    return rows
+
+
+# --- console ----------------------------------------------------------------------------------------
+
+
+def print_summary(result: SuiteResult, console: Console) -> None:
+    """Per dataset: the evaluator diff table, the cases that moved most, and the verdict."""
+    for dataset in result.datasets:
+        base = dataset.baseline
+        title = f"{dataset.name} · {result.model} · {len(dataset.cases)} cases × {result.repeat}"
+        caption = (
+            f"baseline {base.git_revision or '?'} ({base.created_at:%Y-%m-%d}, prompt {base.prompt_version})"
+            if base
+            else "no baseline"
+        )
+        table = Table(title=title, caption=caption)
+        for column in ("evaluator", "threshold", "baseline", "current", "Δ", "95% upper Δ", "verdict"):
+            table.add_column(column, justify="left" if column in ("evaluator", "verdict") else "right")
+        for v in dataset.gate.verdicts:
+            style = "" if v.passed else "bold red"
+            diff = v.test.mean_diff if v.test else None
+            table.add_row(
+                v.name,
+                _fmt(v.threshold, ".2f"),
+                _fmt(v.baseline),
+                _fmt(v.current),
+                _fmt(diff, "+.3f"),
+                _fmt(v.test.upper_bound if v.test else None, "+.3f"),
+                _verdict(v) + (f" — {v.note}" if v.note else ""),
+                style=style,
+            )
+        console.print(table)
+        changed = _changed_cases(dataset)
+        if changed:
+            moved = Table(title=f"{dataset.name}: cases that changed vs baseline (worst first)")
+            for column in ("case", "evaluator", "baseline", "current"):
+                moved.add_column(column)
+            for case, name, then, now in changed[:CHANGED_CASES]:
+                moved.add_row(case, name, _fmt(then), _fmt(now))
+            if len(changed) > CHANGED_CASES:
+                moved.caption = f"… and {len(changed) - CHANGED_CASES} more in eval-report.md"
+            console.print(moved)
+        for note in dataset.gate.notes:
+            console.print(f"[yellow]note:[/yellow] {note}")
+        if dataset.blessed:
+            console.print(f"[green]blessed:[/green] wrote {dataset.baseline_file}")
+
+
+# --- markdown -----------------------------------------------------------------------------------------
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _quote_block(text: str) -> str:
+    text = text.strip() or "(no answer)"
+    if len(text) > ANSWER_CHARS:
+        text = text[: ANSWER_CHARS - 1] + "…"
+    return "\n".join(f"> {line}" if line else ">" for line in text.splitlines())
+
+
+def _md_case(case: CaseResult, dataset: DatasetResult) -> list[str]:
+    before = dataset.baseline.cases.get(case.name, {}) if dataset.baseline else {}
+    lines = [f"#### {case.name}", "", f"**Question:** {case.inputs.question}", ""]
+    if case.outputs:
+        out = case.outputs[0]
+        lines += [
+            f"**Run** `{out.run_id[:8]}` · {out.status} ({out.stop_reason}) · {out.requests} turns · "
+            f"{out.total_tokens} tokens · ${out.cost_usd:.4f} · {out.duration_seconds:.2f}s",
+            "",
+            "**Answer:**",
+            "",
+            _quote_block(out.answer),
+            "",
+        ]
+        if out.citations:
+            lines.append("**Citations:** " + ", ".join(f"[{i}]({c.url})" for i, c in enumerate(out.citations, 1)))
+            lines.append("")
+    for error in case.errors:
+        lines += [f"**Error:** {_md_escape(error)}", ""]
+    lines += ["| evaluator | score | baseline | reason |", "|---|---:|---:|---|"]
+    for name in sorted(case.scores):
+        values = case.scores[name]
+        worst = min(range(len(values)), key=values.__getitem__)
+        shown = f"{fmean(values):.2f}" + (f" (min {values[worst]:.2f})" if len(values) > 1 else "")
+        then = _fmt(fmean(before[name]), ".2f") if before.get(name) else "–"
+        lines.append(f"| {name} | {shown} | {then} | {_md_escape(case.reasons[name][worst])} |")
+    return [*lines, ""]
+
+
+def render_markdown(result: SuiteResult) -> str:
+    status = "PASSED" if result.passed else "FAILED"
+    lines = [
+        f"# Eval report: {status}",
+        "",
+        f"- model: `{result.model}` · prompt `{result.prompt_version}` · judge `{result.judge_version}`",
+        f"- git revision: `{result.git_revision or 'unknown'}` · repeats per case: {result.repeat}"
+        f" · wall time {result.duration_seconds:.1f}s",
+        "",
+    ]
+    if result.failures:
+        lines += ["## Why it failed", "", *[f"- {reason}" for reason in result.failures], ""]
+    for dataset in result.datasets:
+        base = dataset.baseline
+        lines += [
+            f"## {dataset.name} ({len(dataset.cases)} cases): {'passed' if dataset.gate.passed else 'FAILED'}",
+            "",
+        ]
+        if base:
+            lines.append(
+                f"Baseline: `{dataset.baseline_file.name}` from `{base.git_revision or '?'}`,"
+                f" {base.created_at:%Y-%m-%d}, prompt `{base.prompt_version}`, judge `{base.judge_version}`."
+            )
+            lines.append("")
+        lines += [
+            "| evaluator | threshold | baseline | current | Δ | 95% upper Δ | verdict |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for v in dataset.gate.verdicts:
+            diff = v.test.mean_diff if v.test else None
+            lines.append(
+                f"| {v.name} | {_fmt(v.threshold, '.2f')} | {_fmt(v.baseline)} | {_fmt(v.current)} |"
+                f" {_fmt(diff, '+.3f')} | {_fmt(v.test.upper_bound if v.test else None, '+.3f')} |"
+                f" {_verdict(v)}{' — ' + v.note if v.note else ''} |"
+            )
+        lines.append("")
+        lines += [f"- note: {note}" for note in dataset.gate.notes]
+        cases = sorted(dataset.cases, key=_worst)
+        names = sorted({name for case in cases for name in case.scores})
+        lines += ["", "### Cases (worst first)", "", "| case | " + " | ".join(names) + " |"]
+        lines.append("|---|" + "---:|" * len(names))
+        for case in cases:
+            cells = [_fmt(_case_mean(case, name), ".2f") for name in names]
+            lines.append(f"| [{case.name}](#{case.name}) | " + " | ".join(cells) + " |")
+        lines.append("")
+        for case in cases:
+            lines += _md_case(case, dataset)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# --- json -----------------------------------------------------------------------------------------------
+
+
+def _case_json(case: CaseResult) -> dict[str, Any]:
+    return {
+        "name": case.name,
+        "question": case.inputs.question,
+        "runs": [
+            {
+                "run_id": out.run_id,
+                "status": out.status,
+                "stop_reason": out.stop_reason,
+                "answer": out.answer,
+                "citations": [c.model_dump() for c in out.citations],
+                "requests": out.requests,
+                "tokens": out.total_tokens,
+                "cost_usd": out.cost_usd,
+                "duration_seconds": round(out.duration_seconds, 3),
+            }
+            for out in case.outputs
+        ],
+        "scores": {
+            name: {"mean": fmean(values), "values": values, "reasons": case.reasons[name]}
+            for name, values in sorted(case.scores.items())
+        },
+        "errors": case.errors,
+    }
+
+
+def to_json(result: SuiteResult) -> dict[str, Any]:
+    return {
+        "passed": result.passed,
+        "failures": result.failures,
+        "model": result.model,
+        "prompt_version": result.prompt_version,
+        "judge_version": result.judge_version,
+        "git_revision": result.git_revision,
+        "repeat": result.repeat,
+        "duration_seconds": round(result.duration_seconds, 2),
+        "datasets": [
+            {
+                "name": d.name,
+                "path": str(d.path),
+                "passed": d.gate.passed,
+                "baseline": None
+                if d.baseline is None
+                else d.baseline.model_dump(mode="json", exclude={"cases"}) | {"file": str(d.baseline_file)},
+                "blessed": d.blessed,
+                "notes": d.gate.notes,
+                "evaluators": [
+                    {
+                        "name": v.name,
+                        "cases": v.cases,
+                        "threshold": v.threshold,
+                        "baseline": v.baseline,
+                        "current": v.current,
+                        "mean_diff": v.test.mean_diff if v.test else None,
+                        "upper_bound": v.test.upper_bound if v.test else None,
+                        "below_threshold": v.below_threshold,
+                        "regressed": v.regressed,
+                        "note": v.note,
+                    }
+                    for v in d.gate.verdicts
+                ],
+                "cases": [_case_json(case) for case in d.cases],
+            }
+            for d in result.datasets
+        ],
+    }
+
+
+def write_reports(result: SuiteResult, directory: Path) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    markdown = directory / "eval-report.md"
+    data = directory / "eval-report.json"
+    markdown.write_text(render_markdown(result), encoding="utf-8")
+    data.write_text(json.dumps(to_json(result), indent=2) + "\n", encoding="utf-8")
+    return markdown, data

@@ -1,0 +1,138 @@
+"""The eval gate, proven on the real system: a baseline is blessed from the unchanged offline agent, then
+each seeded regression (patched in-process) must fail the gate, and unchanged code must never fail it.
+
+Eight python_reference cases run through `run_suite` on a fresh database of the session's PostgreSQL
+server each time, exactly as `python -m evals` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+import yaml
+
+import agent._agent
+import agent._citations
+import agent.offline
+from agent._offline_policy import Evidence, Page
+from evals import SuiteOptions, SuiteResult, run_suite, write_reports
+from tools import CorpusStore, FetchedPage
+
+DATASETS = Path(__file__).resolve().parent.parent / "datasets"
+SUBSET = (
+    "nonlocal-statement",
+    "global-statement",
+    "decorators",
+    "default-arguments",
+    "lambda",
+    "modulo",
+    "sequence-types",
+    "rmtree",
+)
+
+
+@pytest.fixture(scope="module")
+def subset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """python_reference cut down to SUBSET, under its own name so its thresholds apply."""
+    data = yaml.safe_load((DATASETS / "python_reference.yaml").read_text(encoding="utf-8"))
+    data["cases"] = [case for case in data["cases"] if case["name"] in SUBSET]
+    assert len(data["cases"]) == len(SUBSET)
+    path = tmp_path_factory.mktemp("datasets") / "python_reference.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+async def options(subset: Path, postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> SuiteOptions:
+    """Gate options whose baseline was blessed from the unchanged system in this session."""
+    options = SuiteOptions(
+        datasets=[subset], baseline_dir=tmp_path_factory.mktemp("baselines"), server_url=postgres_url
+    )
+    blessed = await run_suite(dataclasses.replace(options, bless=True))
+    assert blessed.passed, blessed.failures  # no earlier baseline: the thresholds alone must hold
+    assert (options.baseline_dir / "python_reference.offline.json").exists()  # type: ignore[operator]
+    return options
+
+
+def _failing(result: SuiteResult) -> set[str]:
+    return {v.name for d in result.datasets for v in d.gate.verdicts if not v.passed}
+
+
+def _means(result: SuiteResult) -> Mapping[str, float]:
+    return {v.name: v.current for v in result.datasets[0].gate.verdicts}
+
+
+async def test_unchanged_code_never_fails_the_gate(options: SuiteOptions) -> None:
+    for _ in range(3):
+        result = await run_suite(options)
+        assert result.passed, result.failures
+        for verdict in result.datasets[0].gate.verdicts:
+            assert verdict.test is not None and verdict.test.mean_diff == 0.0, verdict
+
+
+async def test_unchecked_citations_with_fabricated_quotes_fail_on_grounding(
+    options: SuiteOptions, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(agent._agent, "check_citations", lambda report, sources: [])
+    monkeypatch.setattr(agent._citations, "check_citations", lambda report, sources: [])
+    select = agent.offline.select_evidence
+
+    def paraphrasing(*args: object, **kwargs: object) -> list[Evidence]:
+        chosen = select(*args, **kwargs)  # type: ignore[arg-type]
+        return [dataclasses.replace(e, quote="In other words, " + e.quote.replace(" the ", " a ")) for e in chosen]
+
+    monkeypatch.setattr(agent.offline, "select_evidence", paraphrasing)
+    result = await run_suite(options)
+    assert not result.passed
+    assert "grounding" in _failing(result)
+    assert _means(result)["grounding"] < 0.5
+    markdown, data = write_reports(result, tmp_path)
+    text = markdown.read_text(encoding="utf-8")
+    assert text.startswith("# Eval report: FAILED") and "grounding regressed" in text
+    assert "**Question:** What does the nonlocal statement do?" in text and "quote not in" in text
+    assert '"passed": false' in data.read_text(encoding="utf-8")
+
+
+async def test_broken_extraction_fails_on_key_facts(options: SuiteOptions, monkeypatch: pytest.MonkeyPatch) -> None:
+    get_document = CorpusStore.get_document
+
+    async def garbled(self: CorpusStore, url: str) -> FetchedPage | None:
+        page = await get_document(self, url)
+        if page is None:
+            return None
+        return dataclasses.replace(page, text=" ".join(page.text.split()[::2]))  # every other word lost
+
+    monkeypatch.setattr(CorpusStore, "get_document", garbled)
+    result = await run_suite(options)
+    assert not result.passed
+    assert "key_facts" in _failing(result)
+
+
+async def test_a_policy_that_skips_fetching_fails_on_trajectory(
+    options: SuiteOptions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read_return, next_step = agent.offline._read_return, agent.offline._next_step
+    hit = re.compile(r"^\d+\. ([^\n]*)\n {3}(\S+)\n {3}([^\n]*)$", re.MULTILINE)
+
+    def snippets_as_pages(transcript: agent.offline._Transcript, part: object, call: object) -> None:
+        read_return(transcript, part, call)  # type: ignore[arg-type]
+        if getattr(part, "tool_name", None) == agent.offline.SEARCH_TOOL:
+            results, _ = agent.offline.unframe(str(agent.offline._as_dict(part.content).get("results", "")))  # type: ignore[attr-defined]
+            transcript.pages += [Page(url=m[2], title=m[1], text=m[3]) for m in hit.finditer(results)]
+
+    def answer_instead_of_fetching(transcript: agent.offline._Transcript) -> object:
+        step = next_step(transcript)
+        if isinstance(step, agent.offline._Calls) and step.tool == agent.offline.FETCH_TOOL:
+            return agent.offline._answer(transcript)  # answer from the search snippets
+        return step
+
+    monkeypatch.setattr(agent.offline, "_read_return", snippets_as_pages)
+    monkeypatch.setattr(agent.offline, "_next_step", answer_instead_of_fetching)
+    result = await run_suite(options)
+    assert not result.passed
+    assert "trajectory" in _failing(result)
+    assert _means(result)["trajectory"] < 0.9
