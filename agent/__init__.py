@@ -11,11 +11,13 @@ from agent.errors import (
     DatabaseError,
     InvalidQuestionError,
     LeaseLostError,
+    QuestionRefusedError,
     ResearchAgentError,
     RunNotFoundError,
     RunRefusedError,
 )
 from agent.events import ProgressEvent
+from agent.guardrails import QuestionScreen, screen_question
 from agent.replay import RunTrace, export_run, load_trace, replay
 from agent.report import Citation, PartialFindings, ResearchReport
 from agent.settings import Settings
@@ -32,6 +34,8 @@ __all__ = [
     "LeaseLostError",
     "PartialFindings",
     "ProgressEvent",
+    "QuestionRefusedError",
+    "QuestionScreen",
     "ResearchAgentError",
     "ResearchReport",
     "ResearchResult",
@@ -52,5 +56,6 @@ __all__ = [
     "open_runtime",
     "replay",
     "research",
+    "screen_question",
     "submit",
 ]

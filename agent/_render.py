@@ -13,7 +13,7 @@ from rich.text import Text
 
 from agent.api import RunView
 from agent.events import ProgressEvent
-from agent.store import RunRecord, StepRecord, usage_to_json
+from agent.store import AuditRecord, RunRecord, StepRecord, usage_to_json
 
 
 def decimal_text(value: Decimal) -> str:
@@ -45,7 +45,9 @@ def budget_line(run: RunRecord) -> str:
     return ", ".join(parts)
 
 
-def run_json(run: RunRecord, steps: list[StepRecord] | None = None) -> dict[str, Any]:
+def run_json(
+    run: RunRecord, steps: list[StepRecord] | None = None, audit: list[AuditRecord] | None = None
+) -> dict[str, Any]:
     data: dict[str, Any] = {
         "run_id": run.id,
         "status": run.status,
@@ -66,6 +68,8 @@ def run_json(run: RunRecord, steps: list[StepRecord] | None = None) -> dict[str,
         "created_at": run.created_at.isoformat(),
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
     }
+    if audit is not None:
+        data["audit"] = [{"tool": a.tool, "args": a.args, "decision": a.decision, "reason": a.reason} for a in audit]
     if steps is not None:
         data["steps"] = [
             {
@@ -154,6 +158,14 @@ def run_detail(view: RunView) -> Group:
             "" if step.latency_ms is None else f"{step.latency_ms:.0f}",
         )
     parts: list[Any] = [header, Panel(plan, title="Plan"), steps]
+    refused = [a for a in view.audit if a.decision != "allow"]
+    if refused:
+        audit = Table(title=f"Tool policy: {len(refused)} of {len(view.audit)} decisions refused", expand=True)
+        for column in ("tool", "decision", "reason"):
+            audit.add_column(column, overflow="fold")
+        for row in refused:
+            audit.add_row(row.tool, row.decision, escape(row.reason))
+        parts.append(audit)
     if run.report:
         parts.append(report_panel(run.report))
     elif run.partial:

@@ -5,8 +5,11 @@ Nothing leaves the machine unless a Logfire token is present (`send_to_logfire='
 
 from __future__ import annotations
 
+import re
+
 import logfire
 
+from agent._redact import SCRUBBED, redact_text
 from agent.settings import Settings
 
 _configured = False
@@ -23,7 +26,47 @@ def configure_telemetry(settings: Settings, *, console: bool = False) -> None:
         service_name=settings.service_name,
         console=False if not console else None,
         inspect_arguments=False,
+        scrubbing=scrubbing_options(),
     )
     logfire.instrument_pydantic_ai()
     logfire.instrument_httpx()
     logfire.instrument_asyncpg()
+
+
+# Cheap shapes that make logfire hand a value to `_scrub`, which then redacts precisely (`agent._redact`).
+_TRIGGERS = (
+    r"[A-Za-z0-9._%+-]@[A-Za-z0-9-]+\.[A-Za-z]",
+    r"\d[\d ()+-]{6,}\d",
+    r"\b\d{8}-?[A-Za-z]\b",
+    r"\b[A-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b",
+    r"\bsk-",
+    r"\bgh[pousr]_",
+    r"\bgithub_pat_",
+    r"\b(?:AKIA|ASIA)[0-9A-Z]{16}",
+    r"\bxox[abposr]-",
+    r"\beyJ",
+    r"\bbearer\s",
+    r"-----BEGIN",
+    r"(?:key|token|secret|password|passwd)[\"']?\s*[=:]",
+)
+_TRIGGER = re.compile("|".join(_TRIGGERS), re.IGNORECASE | re.DOTALL)
+
+
+def scrubbing_options() -> logfire.ScrubbingOptions:
+    """Logfire scrubbing that redacts only the sensitive part of a value and counts it in `SCRUBBED`.
+
+    Logfire's default patterns (`password`, `session`...) still scrub whole values as before.
+    """
+    return logfire.ScrubbingOptions(callback=_scrub, extra_patterns=list(_TRIGGERS))
+
+
+def _scrub(match: logfire.ScrubMatch) -> object:
+    value = match.value
+    if isinstance(value, str):
+        redacted, counts = redact_text(value)
+        if counts:
+            SCRUBBED.update(counts)
+            return redacted
+        if _TRIGGER.fullmatch(match.pattern_match.group(0)):
+            return value  # one of our shapes, but nothing real (a non-Luhn number...): keep it
+    return None  # logfire's own patterns: its default, whole-value scrubbing

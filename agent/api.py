@@ -7,10 +7,11 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import asyncpg
+import logfire
 from pydantic_ai.models import Model
 from pydantic_ai.usage import RunUsage
 
@@ -19,17 +20,19 @@ from agent._prompts import research_prompt
 from agent._telemetry import configure_telemetry
 from agent.config import RunConfig, RunStatus
 from agent.controls import SharedControlWatcher, ensure_accepting_runs
-from agent.errors import InvalidQuestionError, RunNotFoundError
+from agent.errors import QuestionRefusedError, RunNotFoundError
 from agent.events import ProgressCallback, ignore_progress
+from agent.guardrails import MAX_QUESTION_CHARS as _MAX_QUESTION_CHARS
+from agent.guardrails import QuestionScreen, screen_question
 from agent.models import ModelSpec, model_label
 from agent.report import PartialFindings, ResearchReport
 from agent.runner import DurableRunner
 from agent.settings import Settings
-from agent.store import RunRecord, RunStore, StepRecord
+from agent.store import AuditRecord, RunRecord, RunStore, StepRecord
 from budgets import Budget
 from tools import SearchBackend
 
-MAX_QUESTION_CHARS = 4_000
+MAX_QUESTION_CHARS = _MAX_QUESTION_CHARS  # kept here for callers; the limit lives in agent.guardrails
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,20 +68,22 @@ class RunView:
 
     run: RunRecord
     steps: list[StepRecord]
+    audit: list[AuditRecord] = field(default_factory=list)
+    """Tool-policy decisions for this run, from the append-only audit table."""
 
 
 def validate_question(question: str) -> str:
-    """Refuse questions that cannot be researched, with a message that says why."""
-    if not isinstance(question, str):
-        raise InvalidQuestionError("the question must be text")
-    cleaned = question.strip()
-    if not cleaned:
-        raise InvalidQuestionError("the question is empty")
-    if len(cleaned) > MAX_QUESTION_CHARS:
-        raise InvalidQuestionError(f"the question is {len(cleaned)} characters; the limit is {MAX_QUESTION_CHARS}")
-    if any(ord(c) < 32 and c not in "\n\t" for c in cleaned):
-        raise InvalidQuestionError("the question contains control characters (binary input?)")
-    return cleaned
+    """Refuse questions that cannot be researched, with a message that says why (see `agent.guardrails`)."""
+    return screen_question(question, refuse_injection=False).text
+
+
+def _screen(question: str, *, refuse_injection: bool) -> QuestionScreen:
+    """`screen_question`, with a refusal also visible in the trace (no run exists to record it on)."""
+    try:
+        return screen_question(question, refuse_injection=refuse_injection)
+    except QuestionRefusedError as exc:
+        logfire.warn("question refused: {reason}", reason=str(exc))
+        raise
 
 
 def new_worker_id(role: str = "worker") -> str:
@@ -102,9 +107,22 @@ class Runtime:
         config = RunConfig.from_settings(
             self.settings, model=label, prompt_version=research_prompt().version, budget=budget
         )
-        question = validate_question(question)
+        screen = _screen(question, refuse_injection=self.settings.refuse_injection)
         await ensure_accepting_runs(self.pool, env_override=self.settings.disabled, cap_usd=self.settings.daily_cap_usd)
-        return await self.store.create_run(question=question, config=config)
+        if not screen.findings:
+            return await self.store.create_run(question=screen.text, config=config)
+        # Findings are committed with the run, before any worker can claim it.
+        event = StepRecord(
+            seq=0,
+            kind="event",
+            name="input_screen",
+            summary=f"injection markers: {', '.join(screen.patterns)}",
+            args=screen.as_json(),
+            ok=False,
+        )
+        record = await self.store.create_run_with_events(question=screen.text, config=config, events=[event])
+        logfire.warn("question screened: {patterns}", patterns=screen.patterns, run_id=record.id)
+        return record
 
     async def research(
         self,
@@ -139,7 +157,7 @@ class Runtime:
 
     async def get_run(self, run_id: str) -> RunView:
         run = await self.store.get_run(run_id)
-        return RunView(run=run, steps=await self.store.get_steps(run.id))
+        return RunView(run=run, steps=await self.store.get_steps(run.id), audit=await self.store.audit_rows(run.id))
 
     async def list_runs(self, *, limit: int = 20) -> list[RunRecord]:
         return await self.store.list_runs(limit=limit)

@@ -146,7 +146,7 @@ def ask(
             with Live(progress, console=err, refresh_per_second=8, transient=True):
                 result = await runtime.research(question, model=model, budget=budget, progress=progress)
         view = await runtime.get_run(result.run_id)
-        return run_json(view.run, view.steps), result.status
+        return run_json(view.run, view.steps, view.audit), result.status
 
     data, status = _run(body)
     if as_json:
@@ -241,7 +241,7 @@ def runs_show(
 
     view = _run(body)
     if as_json:
-        _print_json(run_json(view.run, view.steps))
+        _print_json(run_json(view.run, view.steps, view.audit))
     else:
         out.print(run_detail(view))
 

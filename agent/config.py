@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.settings import SearchBackendName, Settings
 from budgets import Budget, ModelPrice
+from tools._policy import ToolPolicy
 
 RunStatus = Literal["queued", "running", "completed", "failed", "budget_exceeded", "killed", "awaiting_approval"]
 TERMINAL_STATUSES: frozenset[RunStatus] = frozenset({"completed", "failed", "budget_exceeded", "killed"})
@@ -31,6 +32,7 @@ class RunConfig(BaseModel):
     fetch_timeout_seconds: float
     fetch_max_chars: int
     page_cache_ttl_seconds: int
+    tool_policy: ToolPolicy = Field(default_factory=ToolPolicy)
 
     @classmethod
     def from_settings(
@@ -50,4 +52,10 @@ class RunConfig(BaseModel):
             fetch_timeout_seconds=settings.fetch_timeout_seconds,
             fetch_max_chars=settings.fetch_max_chars,
             page_cache_ttl_seconds=settings.page_cache_ttl_seconds,
+            tool_policy=ToolPolicy.build(
+                settings.tool_policy,
+                allow_domains=settings.fetch_allow_domains,
+                block_domains=settings.fetch_block_domains,
+                approval_domains=settings.fetch_approval_domains,
+            ),
         )

@@ -29,3 +29,7 @@ class InvalidQuestionError(ResearchAgentError):
 
 class RunRefusedError(ResearchAgentError):
     """New runs are not accepted right now: the kill switch is on or today's spend cap is reached."""
+
+
+class QuestionRefusedError(InvalidQuestionError):
+    """The question was screened as a prompt-injection attempt and the policy refuses such questions."""

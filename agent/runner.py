@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from decimal import Decimal
 import httpx
 import httpx2
 import logfire
+from opentelemetry import trace as otel_trace
 from pydantic_ai import Agent, CancellationToken
 from pydantic_ai._agent_graph import CallToolsNode, ModelRequestNode
 from pydantic_ai.exceptions import (
@@ -37,6 +39,8 @@ from pydantic_ai.usage import RunUsage
 
 from agent._agent import research_agent
 from agent._ledger import ToolLedger
+from agent._policy_guard import PolicyGuard
+from agent._redact import redact_report, redact_text
 from agent._steps import build_steps, index_tool_calls
 from agent.config import RunStatus
 from agent.controls import DailySpend, KillSwitch, RunSpend
@@ -258,7 +262,12 @@ class DurableRunner:
                 usage=run.usage,
                 usage_limits=run.config.budget.usage_limits(),
                 cancellation_token=self._cancellation_token(run.id),
-                capabilities=[ToolCallGuard(per_tool=run.config.budget.per_tool), session.ledger, session.guard],
+                capabilities=[
+                    PolicyGuard(policy=run.config.tool_policy),  # outermost: a refused call runs nothing
+                    ToolCallGuard(per_tool=run.config.budget.per_tool),
+                    session.ledger,
+                    session.guard,
+                ],
             ) as agent_run,
         ):
             async for node in agent_run:
@@ -284,13 +293,33 @@ class DurableRunner:
         elapsed: float | None = None,
     ) -> RunRecord:
         partial = None
+        redactions: Counter[str] = Counter()
         if report is None:
+            notes = [redact_text(text) for text in _last_text(history)]  # the model's text: redacted too
+            redactions.update(sum((found for _, found in notes), Counter[str]()))
             partial = PartialFindings(
                 plan=(deps.plan if deps else run.plan) or [],
                 sources=sorted(deps.sources) if deps else [],
-                notes=_last_text(history),
+                notes=[text for text, _ in notes],
             ).model_dump(mode="json")
         control_steps = await self._control_steps(run, decision)
+        if report is not None:  # after citation verification: a redacted quote no longer matches its page
+            report, redactions = redact_report(report)
+        if redactions:
+            seq = control_steps[-1].seq + 1 if control_steps else await self.store.next_step_seq(run.id)
+            total = sum(redactions.values())
+            control_steps.append(
+                StepRecord(
+                    seq=seq,
+                    kind="event",
+                    name="output_redaction",
+                    args=dict(redactions),
+                    summary=f"{total} redaction(s): " + ", ".join(f"{k} {n}" for k, n in sorted(redactions.items())),
+                )
+            )
+            logfire.info("report redacted: {redactions}", redactions=dict(redactions), run_id=run.id)
+        # `_finish` runs inside the run span (`execute`): the count joins its attributes.
+        otel_trace.get_current_span().set_attribute("redactions", sum(redactions.values()))
         final = await self.store.finish_run(
             run.id,
             worker_id=self.worker_id,

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agent.errors import ConfigurationError
 from budgets import ModelPrice
+from tools._policy import ToolPolicyOverrides
 
 SearchBackendName = Literal["corpus", "duckduckgo", "tavily", "brave", "searxng"]
 OFFLINE_MODEL = "offline"
@@ -85,6 +86,20 @@ class Settings(BaseSettings):
     fetch_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
     fetch_max_chars: int = Field(default=12_000, ge=500, le=200_000, description="Page text shown to the model.")
     page_cache_ttl_seconds: int = Field(default=86_400, ge=0)
+    tool_policy: ToolPolicyOverrides = Field(
+        default_factory=ToolPolicyOverrides,
+        description='JSON merged over the default tool policy, e.g. {"tools": {"web_search": "deny"}, '
+        '"timeouts": {"fetch_url": 20}}; tools not named anywhere are denied.',
+    )
+    fetch_allow_domains: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated domains fetch_url may reach (empty: any public domain)."
+    )
+    fetch_block_domains: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated domains fetch_url refuses (subdomains included)."
+    )
+    fetch_approval_domains: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated domains whose fetches need human approval."
+    )
 
     # --- workers -----------------------------------------------------------------------------
     lease_seconds: float = Field(default=15.0, gt=0.5, le=3600, description="A worker's claim on a run.")
@@ -99,6 +114,13 @@ class Settings(BaseSettings):
     disabled: bool = Field(
         default=False,
         description="RESEARCH_AGENT_DISABLED=1: this process acts as if the kill switch were on.",
+    )
+
+    # --- guardrails (agent/guardrails.py) ------------------------------------------------------
+    refuse_injection: bool = Field(
+        default=False,
+        description="RESEARCH_AGENT_REFUSE_INJECTION=1: refuse questions with prompt-injection markers "
+        "(default: record the findings on the run and research the question anyway).",
     )
 
     # --- observability -----------------------------------------------------------------------
@@ -126,6 +148,13 @@ class Settings(BaseSettings):
     @field_validator("fallback_models", "fetch_allow_hosts", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("fetch_allow_domains", "fetch_block_domains", "fetch_approval_domains", mode="before")
+    @classmethod
+    def _split_domains(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value

@@ -92,6 +92,18 @@ class ToolEffect:
     latency_ms: float
 
 
+@dataclass(frozen=True, kw_only=True)
+class AuditRecord:
+    """One row of the append-only tool-policy audit."""
+
+    id: int
+    tool: str
+    args: JSONValue
+    decision: str
+    reason: str
+    created_at: datetime
+
+
 @dataclass(kw_only=True)
 class RunFilter:
     limit: int = 20
@@ -325,6 +337,33 @@ class RunStore:
             for r in rows
         ]
 
+    async def create_run_with_events(
+        self, *, question: str, config: RunConfig, events: Sequence[StepRecord]
+    ) -> RunRecord:
+        """`create_run` plus event steps in one transaction, so no worker can claim the run before they exist."""
+        run_id = uuid.uuid4()
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "INSERT INTO runs (id, question, status, config, model, prompt_version)"
+                " VALUES ($1, $2, 'queued', $3, $4, $5) RETURNING *",
+                run_id,
+                question,
+                config.model_dump(mode="json"),
+                config.model,
+                config.prompt_version,
+            )
+            if events:
+                await _insert_steps(conn, run_id, events)
+        return _run_from_row(row)
+
+    async def add_event(self, run_id: str, name: str, summary: str, args: JSONValue = None, *, ok: bool = True) -> None:
+        """Append one event step outside a turn (e.g. the input screen, recorded when the run is created)."""
+        rid = uuid.UUID(run_id)
+        async with self.pool.acquire() as conn, conn.transaction():
+            seq = await conn.fetchval("SELECT coalesce(max(seq) + 1, 0) FROM run_steps WHERE run_id = $1", rid)
+            step = StepRecord(seq=int(seq), kind="event", name=name, summary=summary, args=args, ok=ok)
+            await _insert_steps(conn, rid, [step])
+
     async def next_step_seq(self, run_id: str) -> int:
         value = await self.pool.fetchval(
             "SELECT coalesce(max(seq) + 1, 0) FROM run_steps WHERE run_id = $1", uuid.UUID(run_id)
@@ -368,6 +407,32 @@ class RunStore:
             result,
             latency_ms,
         )
+
+    # --- tool policy audit (append-only; see agent/migrations/0004_audit.sql) -------------------
+    async def audit(self, run_id: str, *, tool: str, args: JSONValue, decision: str, reason: str) -> None:
+        """Append one tool-policy decision; `args` must already be redacted."""
+        await self.pool.execute(
+            "INSERT INTO tool_audit (run_id, tool, args, decision, reason) VALUES ($1, $2, $3, $4, $5)",
+            uuid.UUID(run_id),
+            tool,
+            args,
+            decision,
+            reason,
+        )
+
+    async def audit_rows(self, run_id: str) -> list[AuditRecord]:
+        rows = await self.pool.fetch("SELECT * FROM tool_audit WHERE run_id = $1 ORDER BY id", uuid.UUID(run_id))
+        return [
+            AuditRecord(
+                id=r["id"],
+                tool=r["tool"],
+                args=r["args"],
+                decision=r["decision"],
+                reason=r["reason"],
+                created_at=r["created_at"],
+            )
+            for r in rows
+        ]
 
     # --- sources --------------------------------------------------------------------------------
     async def record_source(self, run_id: str, page: FetchedPage) -> None:

@@ -37,6 +37,7 @@ from tools._fetch import (
 )
 from tools._fetch_tool import FetchUrlArgs, FetchUrlResult, LocalPages, fetch_url
 from tools._framing import frame_untrusted, neutralize, truncate_text
+from tools._policy import PolicyDecision, ToolPolicy, ToolPolicyOverrides, redact_args
 from tools._search import (
     BraveBackend,
     DuckDuckGoBackend,
@@ -76,6 +77,7 @@ __all__ = [
     "InvalidURLError",
     "LocalPages",
     "PageCache",
+    "PolicyDecision",
     "SearchBackend",
     "SearchBackendError",
     "SearchHit",
@@ -88,6 +90,8 @@ __all__ = [
     "TooManyRedirectsError",
     "ToolErrorCode",
     "ToolFailure",
+    "ToolPolicy",
+    "ToolPolicyOverrides",
     "UnsupportedContentError",
     "UpsertCounts",
     "WebSearchArgs",
@@ -101,6 +105,7 @@ __all__ = [
     "ingest_path",
     "ingest_python_docs",
     "neutralize",
+    "redact_args",
     "truncate_text",
     "web_search",
 ]
