@@ -494,8 +494,8 @@ async def test_injected_client_is_used(srv: LocalHTTPServer) -> None:
 
 
 async def test_loopback_guard_refuses_outside_addresses() -> None:
-    # 192.0.2.0/24 is TEST-NET-1: even if the guard failed, nothing real would answer.
-    backend = SearxngBackend(base_url="http://192.0.2.1:9", timeout=1)
+    # A reserved `.invalid` name: even if the guard failed, the lookup could never resolve.
+    backend = SearxngBackend(base_url="http://searx.example.invalid:9", timeout=1)
 
     result = failure(await web_search("q", 5, backend=backend))
 
