@@ -153,3 +153,16 @@ def crash_model() -> FunctionModel:
 
 def text_response(text: str) -> ModelResponse:
     return ModelResponse(parts=[TextPart(text)])
+
+
+def scripted_calls(calls: list[tuple[str, dict[str, object]]]) -> FunctionModel:
+    """A model that issues `calls` one per turn, then answers without citations."""
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        turn = sum(isinstance(m, ModelResponse) for m in messages)
+        if turn < len(calls):
+            name, args = calls[turn]
+            return ModelResponse(parts=[ToolCallPart(name, args)])
+        return ModelResponse(parts=[ToolCallPart(info.output_tools[0].name, {"answer": "done", "citations": []})])
+
+    return FunctionModel(respond)

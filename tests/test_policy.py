@@ -7,14 +7,13 @@ import uuid
 
 import asyncpg
 import pytest
-from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
-from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from agent.api import Runtime
 from agent.config import RunConfig
 from agent.settings import Settings
 from tests._http_server import LocalHTTPServer
 from tests._web import install_web
+from tests.scripted import scripted_calls
 from tools import ToolPolicy, ToolPolicyOverrides, redact_args
 from tools._policy import REDACTED
 
@@ -135,17 +134,6 @@ async def test_the_audit_table_is_append_only_in_the_database(database_url: str)
         await conn.close()
 
 
-def _scripted(calls: list[tuple[str, dict[str, object]]]) -> FunctionModel:
-    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        turn = sum(isinstance(m, ModelResponse) for m in messages)
-        if turn < len(calls):
-            name, args = calls[turn]
-            return ModelResponse(parts=[ToolCallPart(name, args)])
-        return ModelResponse(parts=[ToolCallPart(info.output_tools[0].name, {"answer": "done", "citations": []})])
-
-    return FunctionModel(respond)
-
-
 async def test_refused_calls_become_structured_failures_and_are_audited_with_redacted_args(
     runtime: Runtime, http_server: LocalHTTPServer
 ) -> None:
@@ -159,7 +147,7 @@ async def test_refused_calls_become_structured_failures_and_are_audited_with_red
     )
     rt = Runtime(pool=runtime.pool, settings=settings)
     page = http_server.url("/pages/http3")
-    model = _scripted(
+    model = scripted_calls(
         [
             ("record_plan", {"sub_questions": ["QUIC?"]}),
             ("web_search", {"query": "QUIC"}),
@@ -200,7 +188,7 @@ async def test_a_tool_slower_than_its_policy_timeout_is_stopped(runtime: Runtime
             await asyncio.sleep(5)
             return []
 
-    model = _scripted([("record_plan", {"sub_questions": ["QUIC?"]}), ("web_search", {"query": "QUIC"})])
+    model = scripted_calls([("record_plan", {"sub_questions": ["QUIC?"]}), ("web_search", {"query": "QUIC"})])
     result = await rt.research("What is QUIC?", model=model, search_backend=SlowBackend())  # type: ignore[arg-type]
 
     assert result.status == "completed"

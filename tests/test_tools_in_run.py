@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
-from pydantic_ai.models.function import AgentInfo, FunctionModel
-
 from agent.api import Runtime
 from tests._http_server import LocalHTTPServer
 from tests._web import install_web
+from tests.scripted import scripted_calls
 from tools import SearchHit
 
 
@@ -18,24 +16,11 @@ class ExplodingBackend:
         raise RuntimeError("backend bug")
 
 
-def _scripted(calls: list[tuple[str, dict[str, object]]]) -> FunctionModel:
-    """Issue `calls` one per turn, then answer without citations."""
-
-    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        turn = sum(isinstance(m, ModelResponse) for m in messages)
-        if turn < len(calls):
-            name, args = calls[turn]
-            return ModelResponse(parts=[ToolCallPart(name, args)])
-        return ModelResponse(parts=[ToolCallPart(info.output_tools[0].name, {"answer": "done", "citations": []})])
-
-    return FunctionModel(respond)
-
-
 async def test_searching_before_planning_is_refused_with_a_structured_error(
     runtime: Runtime, http_server: LocalHTTPServer
 ) -> None:
     install_web(http_server)
-    model = _scripted([("web_search", {"query": "QUIC"}), ("record_plan", {"sub_questions": ["QUIC?"]})])
+    model = scripted_calls([("web_search", {"query": "QUIC"}), ("record_plan", {"sub_questions": ["QUIC?"]})])
     result = await runtime.research("What is QUIC?", model=model)
 
     assert result.status == "completed"
@@ -48,7 +33,7 @@ async def test_searching_before_planning_is_refused_with_a_structured_error(
 async def test_a_crashing_search_backend_becomes_a_tool_error_not_a_crashed_run(
     runtime: Runtime, http_server: LocalHTTPServer
 ) -> None:
-    model = _scripted([("record_plan", {"sub_questions": ["QUIC?"]}), ("web_search", {"query": "QUIC"})])
+    model = scripted_calls([("record_plan", {"sub_questions": ["QUIC?"]}), ("web_search", {"query": "QUIC"})])
     result = await runtime.research("What is QUIC?", model=model, search_backend=ExplodingBackend())
 
     assert result.status == "completed"
@@ -61,7 +46,7 @@ async def test_private_addresses_and_bad_arguments_are_refused_and_the_run_goes_
 ) -> None:
     install_web(http_server)
     not_allowed = f"http://127.0.0.2:{http_server.port}/pages/http3"  # loopback, but not on the allow-list
-    model = _scripted(
+    model = scripted_calls(
         [
             ("record_plan", {"sub_questions": ["QUIC?"]}),
             ("fetch_url", {"url": not_allowed}),
