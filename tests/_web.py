@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 from tests._http_server import LocalHTTPServer, Request, Response
 
@@ -45,3 +46,19 @@ def install_web(server: LocalHTTPServer, *, pages: dict[str, tuple[str, str]] | 
 
     server.route("/search", search)
     return urls
+
+
+def block_first_hit(server: LocalHTTPServer, path: str, release: threading.Event) -> None:
+    """The first request to `path` (one of `ARTICLES`) hangs until `release` is set; later ones answer at once.
+
+    Crash and kill-switch tests use it to catch a worker in the middle of a tool call.
+    """
+    title, body = ARTICLES[path]
+    html = article_html(title, body).encode()
+
+    def handler(_request: Request) -> Response:
+        if server.hits[path] == 1:
+            release.wait(timeout=60)
+        return Response(body=html, headers={"Content-Type": "text/html"})
+
+    server.route(path, handler)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from agent.api import Runtime
 from agent.settings import Settings
-from tests._http_server import LocalHTTPServer, Request, Response
+from tests._http_server import LocalHTTPServer
 from tests._processes import start_worker, wait_for, worker_env
-from tests._web import ARTICLES, article_html, install_web
+from tests._web import block_first_hit, install_web
 
 CRASH_MODEL = "factory:tests.scripted:crash_model"
 QUESTION = "What changed in HTTP/3 compared to HTTP/2?"
@@ -27,19 +27,6 @@ def _model_calls(log: Path) -> list[dict[str, int]]:
     if not log.exists():
         return []
     return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-
-
-def _block_first_hit(server: LocalHTTPServer, path: str, release: threading.Event) -> None:
-    """The first request to `path` hangs until `release` is set; later ones answer at once."""
-    title, body = ARTICLES[path]
-    html = article_html(title, body).encode()
-
-    def handler(_request: Request) -> Response:
-        if server.hits[path] == 1:
-            release.wait(timeout=60)
-        return Response(body=html, headers={"Content-Type": "text/html"})
-
-    server.route(path, handler)
 
 
 def _finish_with_second_worker(settings: Settings, tmp_path: Path, script_log: Path) -> None:
@@ -58,7 +45,7 @@ async def test_sigkill_during_tool_call_resumes_without_repeating_work(
 ) -> None:
     install_web(http_server)
     release = threading.Event()
-    _block_first_hit(http_server, "/pages/http2", release)
+    block_first_hit(http_server, "/pages/http2", release)
     run = await runtime.submit(QUESTION, model=CRASH_MODEL)
     script_log = tmp_path / "model-calls.jsonl"
 

@@ -28,9 +28,9 @@ from agent.errors import RunRefusedError
 from agent.settings import Settings
 from agent.store import RunRecord
 from agent.worker import Worker
-from tests._http_server import LocalHTTPServer, Request, Response
+from tests._http_server import LocalHTTPServer
 from tests._processes import ROOT, start_worker, wait_for, worker_env
-from tests._web import ARTICLES, article_html, install_web
+from tests._web import block_first_hit, install_web
 from tests.scripted import ResearchScript
 
 CRASH_MODEL = "factory:tests.scripted:crash_model"
@@ -68,19 +68,6 @@ async def kill_latency(runtime: Runtime, run: RunRecord) -> float:
     flipped_at = await runtime.pool.fetchval("SELECT updated_at FROM control_flags WHERE name = 'kill_switch'")
     assert run.finished_at is not None
     return float((run.finished_at - flipped_at).total_seconds())
-
-
-def block_first_hit(server: LocalHTTPServer, path: str, release: threading.Event) -> None:
-    """The first request to `path` hangs until `release` is set; later ones answer at once."""
-    title, body = ARTICLES[path]
-    html = article_html(title, body).encode()
-
-    def handler(_request: Request) -> Response:
-        if server.hits[path] == 1:
-            release.wait(timeout=60)
-        return Response(body=html, headers={"Content-Type": "text/html"})
-
-    server.route(path, handler)
 
 
 async def test_env_override_refuses_new_runs_and_workers_claim_nothing(
