@@ -8,7 +8,6 @@ from decimal import Decimal
 
 from pydantic_ai.messages import (
     ModelMessage,
-    ModelRequest,
     ModelResponse,
     RetryFeedbackPart,
     RetryPromptPart,
@@ -127,7 +126,3 @@ def index_tool_calls(messages: Sequence[ModelMessage]) -> dict[str, ToolCallPart
         for part in message.parts
         if isinstance(part, ToolCallPart)
     }
-
-
-def is_request(message: ModelMessage) -> bool:
-    return isinstance(message, ModelRequest)

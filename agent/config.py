@@ -11,7 +11,6 @@ from budgets import Budget, ModelPrice
 from tools._policy import ToolPolicy
 
 RunStatus = Literal["queued", "running", "completed", "failed", "budget_exceeded", "killed", "awaiting_approval"]
-TERMINAL_STATUSES: frozenset[RunStatus] = frozenset({"completed", "failed", "budget_exceeded", "killed"})
 
 
 class RunConfig(BaseModel):

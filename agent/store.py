@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
@@ -102,12 +102,6 @@ class AuditRecord:
     decision: str
     reason: str
     created_at: datetime
-
-
-@dataclass(kw_only=True)
-class RunFilter:
-    limit: int = 20
-    statuses: list[str] = field(default_factory=list)
 
 
 def usage_to_json(usage: RunUsage) -> dict[str, JSONValue]:
@@ -289,9 +283,7 @@ class RunStore:
     ) -> RunRecord:
         rid = uuid.UUID(run_id)
         async with self.pool.acquire() as conn, conn.transaction():
-            await _check_lease(conn, rid, worker_id)
-            if steps:
-                await _insert_steps(conn, rid, steps)
+            # As in commit_turn, the lease check is the update itself.
             row = await conn.fetchrow(
                 """
                 UPDATE runs SET status = $2, stop_reason = $3, report = $4, error = $5, partial = $6,
@@ -299,7 +291,7 @@ class RunStore:
                        finished_at = CASE WHEN $2 IN ('queued', 'running', 'awaiting_approval')
                                           THEN NULL ELSE now() END,
                        lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-                WHERE id = $1 RETURNING *
+                WHERE id = $1 AND lease_owner = $8 RETURNING *
                 """,
                 rid,
                 status,
@@ -308,7 +300,12 @@ class RunStore:
                 error,
                 partial,
                 elapsed_seconds,
+                worker_id,
             )
+            if row is None:
+                raise LeaseLostError(f"run {run_id} is no longer leased to {worker_id!r}")
+            if steps:
+                await _insert_steps(conn, rid, steps)
         return _run_from_row(row)
 
     async def load_messages(self, run_id: str) -> list[ModelMessage]:
@@ -501,12 +498,6 @@ class RunStore:
             page.fetched_at,
             ttl,
         )
-
-
-async def _check_lease(conn: Connection, run_id: uuid.UUID, worker_id: str) -> None:
-    owner = await conn.fetchval("SELECT lease_owner FROM runs WHERE id = $1 FOR UPDATE", run_id)
-    if owner != worker_id:
-        raise LeaseLostError(f"run {run_id} is now owned by {owner!r}, not {worker_id!r}")
 
 
 async def _insert_steps(conn: Connection, run_id: uuid.UUID, steps: Sequence[StepRecord]) -> None:

@@ -13,7 +13,7 @@ from budgets._guard import (
     StopReason,
 )
 from budgets._loops import ToolCallGuard
-from budgets._pricing import ModelPrice, Pricer, UnknownPriceError, pricer_for
+from budgets._pricing import ModelPrice, Pricer, pricer_for
 
 __all__ = [
     "DEFAULT_OUTPUT_ALLOWANCE",
@@ -28,7 +28,6 @@ __all__ = [
     "SpendHooks",
     "StopReason",
     "ToolCallGuard",
-    "UnknownPriceError",
     "input_token_bound",
     "pricer_for",
 ]

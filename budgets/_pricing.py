@@ -1,7 +1,8 @@
 """What a request costs: genai-prices (through pydantic-ai's model names) or a price the user supplies.
 
-A run under a cost cap needs a price for its model before its first request; a model with no known
-price and no user-supplied one cannot run under a cost cap (`UnknownPriceError` says what to set).
+A run under a cost cap needs a price for its model before its first request; `pricer_for` returns
+None for a model with no known price and no user-supplied one, and the runner refuses it with a message
+naming the setting to use.
 """
 
 from __future__ import annotations
@@ -28,10 +29,6 @@ class ModelPrice(BaseModel):
 
     input_per_mtok: Decimal = Field(ge=0)
     output_per_mtok: Decimal = Field(ge=0)
-
-
-class UnknownPriceError(Exception):
-    """The model has no known price, so a cost cap cannot be enforced."""
 
 
 class Pricer(Protocol):
