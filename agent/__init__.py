@@ -5,8 +5,10 @@ result = await research("What changed in HTTP/3?")
 """
 
 from agent.api import ResearchResult, Runtime, RunView, get_run, open_runtime, research, submit
+from agent.approvals import Approval, ApprovalStore
 from agent.config import RunConfig, RunStatus
 from agent.errors import (
+    ApprovalError,
     ConfigurationError,
     DatabaseError,
     InvalidQuestionError,
@@ -26,6 +28,9 @@ from agent.worker import Worker
 from budgets import Budget
 
 __all__ = [
+    "Approval",
+    "ApprovalError",
+    "ApprovalStore",
     "Budget",
     "Citation",
     "ConfigurationError",

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import logfire
 from pydantic import Field
-from pydantic_ai import Agent, ModelRetry, RunContext
+from pydantic_ai import Agent, DeferredToolRequests, ModelRetry, RunContext
 
 from agent._citations import check_citations, without_problems
 from agent._prompts import research_prompt
@@ -42,11 +42,15 @@ def _render_hits(response: SearchResponse) -> str:
     return "\n".join(lines) if lines else "(no results)"
 
 
-def build_agent() -> Agent[ResearchDeps, ResearchReport]:
+ResearchOutput = ResearchReport | DeferredToolRequests
+"""A report, or the tool calls a human must approve before the run can go on (see `agent.approvals`)."""
+
+
+def build_agent() -> Agent[ResearchDeps, ResearchOutput]:
     """A fresh agent; the model is chosen per run (a name or a `Model` instance)."""
-    agent: Agent[ResearchDeps, ResearchReport] = Agent(
+    agent: Agent[ResearchDeps, ResearchOutput] = Agent(
         deps_type=ResearchDeps,
-        output_type=ResearchReport,
+        output_type=[ResearchReport, DeferredToolRequests],
         instructions=research_prompt().text,
         retries={"tools": 2, "output": OUTPUT_RETRIES},
         name="research-agent",
@@ -107,7 +111,9 @@ def build_agent() -> Agent[ResearchDeps, ResearchReport]:
         return result
 
     @agent.output_validator
-    async def verify_citations(ctx: RunContext[ResearchDeps], report: ResearchReport) -> ResearchReport:
+    async def verify_citations(ctx: RunContext[ResearchDeps], report: ResearchOutput) -> ResearchOutput:
+        if isinstance(report, DeferredToolRequests):  # calls waiting for a human: nothing to verify yet
+            return report
         problems = check_citations(report, ctx.deps.sources)
         if not problems:
             return report
@@ -126,6 +132,6 @@ def build_agent() -> Agent[ResearchDeps, ResearchReport]:
 
 
 @cache
-def research_agent() -> Agent[ResearchDeps, ResearchReport]:
+def research_agent() -> Agent[ResearchDeps, ResearchOutput]:
     """The shared agent: it holds no per-run state, so one instance serves every run in a process."""
     return build_agent()

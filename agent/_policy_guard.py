@@ -18,6 +18,7 @@ import logfire
 from pydantic_ai import RunContext
 from pydantic_ai.capabilities import AbstractCapability
 from pydantic_ai.capabilities.abstract import ValidatedToolArgs, WrapToolExecuteHandler
+from pydantic_ai.exceptions import ApprovalRequired
 from pydantic_ai.messages import ModelResponse, ToolCallPart
 from pydantic_ai.models import ModelRequestContext
 from pydantic_ai.tools import ToolDefinition
@@ -29,7 +30,6 @@ from budgets._loops import call_key
 from tools._policy import PolicyDecision, ToolPolicy, redact_args
 
 DENIED = "denied_by_policy"
-APPROVAL_REQUIRED = "approval_required"
 MAX_SAME_REFUSALS = 2
 """A call refused this many times is a loop: the next identical attempt stops the run."""
 
@@ -37,6 +37,8 @@ MAX_SAME_REFUSALS = 2
 @dataclass
 class PolicyGuard(AbstractCapability[ResearchDeps]):
     policy: ToolPolicy
+    refused: frozenset[str] = frozenset()
+    """Call keys a human rejected (or let expire) earlier in this run: asked again, they are denied."""
     refusals: dict[str, int] = field(default_factory=dict)
     """Refused calls in this execution of the run, by call key."""
 
@@ -66,19 +68,17 @@ class PolicyGuard(AbstractCapability[ResearchDeps]):
         if tool_def.kind == "output":  # the final report is not a tool with effects
             return await handler(args)
         decision = self.policy.decide(call.tool_name, call.args_as_dict())
+        if decision.decision == "require_approval" and ctx.tool_call_approved:
+            decision = PolicyDecision(decision="allow", reason=f"approved by a human ({decision.reason})")
+        elif decision.decision == "require_approval" and call_key(call.tool_name, call.args_as_dict()) in self.refused:
+            decision = PolicyDecision(decision="deny", reason="a human already refused this call in this run")
         await self._audit(ctx, call, decision)
         match decision.decision:
             case "deny":
                 self._count_refusal(call)
                 return {"ok": False, "error": DENIED, "message": f"Refused by the tool policy: {decision.reason}."}
-            case "require_approval":
-                self._count_refusal(call)
-                return {
-                    "ok": False,
-                    "error": APPROVAL_REQUIRED,
-                    "message": f"{decision.reason}: this call needs human approval, which is not available in this "
-                    "deployment yet. Do something else.",
-                }
+            case "require_approval":  # pydantic-ai defers the call; the runner parks the run for a human
+                raise ApprovalRequired(metadata={"reason": decision.reason, "args": self._redacted_args(call)})
             case "allow":
                 return await self._run_allowed(ctx, call, args, handler)
 
@@ -120,13 +120,17 @@ class PolicyGuard(AbstractCapability[ResearchDeps]):
                 "loop", f"loop detected: {call.tool_name} refused {seen + 1} times with the same arguments"
             )
 
-    async def _audit(self, ctx: RunContext[ResearchDeps], call: ToolCallPart, decision: PolicyDecision) -> None:
-        deps = ctx.deps
+    @staticmethod
+    def _redacted_args(call: ToolCallPart) -> Any:
         try:
             raw = call.args_as_dict()
         except Exception:  # unparseable arguments from the model: keep them as text
             raw = {"_raw": str(call.args)}
-        args = redact_args(to_jsonable_python(raw, fallback=str))
+        return redact_args(to_jsonable_python(raw, fallback=str))
+
+    async def _audit(self, ctx: RunContext[ResearchDeps], call: ToolCallPart, decision: PolicyDecision) -> None:
+        deps = ctx.deps
+        args = self._redacted_args(call)
         logfire.info(
             "tool policy {decision}: {tool}",
             decision=decision.decision,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -12,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agent.api import RunView
+from agent.approvals import Approval
 from agent.events import ProgressEvent
 from agent.store import AuditRecord, RunRecord, StepRecord, usage_to_json
 
@@ -45,8 +47,45 @@ def budget_line(run: RunRecord) -> str:
     return ", ".join(parts)
 
 
+def approval_json(approval: Approval) -> dict[str, Any]:
+    return {
+        "id": approval.id,
+        "run_id": approval.run_id,
+        "tool": approval.tool,
+        "args": approval.args,
+        "reason": approval.reason,
+        "status": approval.status,
+        "decided_by": approval.decided_by,
+        "note": approval.note,
+        "requested_at": approval.requested_at.isoformat(),
+        "expires_at": approval.expires_at.isoformat(),
+        "decided_at": approval.decided_at.isoformat() if approval.decided_at else None,
+    }
+
+
+def approvals_table(approvals: list[Approval], *, title: str) -> Table:
+    table = Table(title=title, expand=True)
+    for column in ("id", "run", "tool", "args", "reason", "status", "expires"):
+        table.add_column(column, overflow="fold")
+    for a in approvals:
+        status = a.status + (f" by {a.decided_by}" if a.decided_by else "") + (f": {a.note}" if a.note else "")
+        table.add_row(
+            a.id,
+            a.run_id[:8],
+            a.tool,
+            escape(json.dumps(a.args, ensure_ascii=False, default=str)),
+            escape(a.reason),
+            escape(status),
+            a.expires_at.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        )
+    return table
+
+
 def run_json(
-    run: RunRecord, steps: list[StepRecord] | None = None, audit: list[AuditRecord] | None = None
+    run: RunRecord,
+    steps: list[StepRecord] | None = None,
+    audit: list[AuditRecord] | None = None,
+    approvals: list[Approval] | None = None,
 ) -> dict[str, Any]:
     data: dict[str, Any] = {
         "run_id": run.id,
@@ -68,6 +107,8 @@ def run_json(
         "created_at": run.created_at.isoformat(),
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
     }
+    if approvals is not None:
+        data["approvals"] = [approval_json(a) for a in approvals]
     if audit is not None:
         data["audit"] = [{"tool": a.tool, "args": a.args, "decision": a.decision, "reason": a.reason} for a in audit]
     if steps is not None:
@@ -166,6 +207,8 @@ def run_detail(view: RunView) -> Group:
         for row in refused:
             audit.add_row(row.tool, row.decision, escape(row.reason))
         parts.append(audit)
+    if view.approvals:
+        parts.append(approvals_table(view.approvals, title="Human approval"))
     if run.report:
         parts.append(report_panel(run.report))
     elif run.partial:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import socket
 import uuid
@@ -18,6 +19,7 @@ from pydantic_ai.usage import RunUsage
 from agent._database import open_database
 from agent._prompts import research_prompt
 from agent._telemetry import configure_telemetry
+from agent.approvals import Approval, ApprovalStore
 from agent.config import RunConfig, RunStatus
 from agent.controls import SharedControlWatcher, ensure_accepting_runs
 from agent.errors import QuestionRefusedError, RunNotFoundError
@@ -70,6 +72,8 @@ class RunView:
     steps: list[StepRecord]
     audit: list[AuditRecord] = field(default_factory=list)
     """Tool-policy decisions for this run, from the append-only audit table."""
+    approvals: list[Approval] = field(default_factory=list)
+    """Tool calls this run asked a human about, pending or decided."""
 
 
 def validate_question(question: str) -> str:
@@ -86,6 +90,11 @@ def _screen(question: str, *, refuse_injection: bool) -> QuestionScreen:
         raise
 
 
+def default_decider() -> str:
+    """Who approved: `user@host` of the deciding process, recorded in the audit."""
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
 def new_worker_id(role: str = "worker") -> str:
     return f"{role}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -96,6 +105,7 @@ class Runtime:
     def __init__(self, *, pool: asyncpg.Pool, settings: Settings) -> None:
         self.pool = pool
         self.store = RunStore(pool)
+        self.approvals = ApprovalStore(pool)
         self.settings = settings
         # The kill switch, for runs executed in this process by `research` (workers have their own).
         self._controls = SharedControlWatcher(pool, env_override=settings.disabled)
@@ -157,7 +167,12 @@ class Runtime:
 
     async def get_run(self, run_id: str) -> RunView:
         run = await self.store.get_run(run_id)
-        return RunView(run=run, steps=await self.store.get_steps(run.id), audit=await self.store.audit_rows(run.id))
+        return RunView(
+            run=run,
+            steps=await self.store.get_steps(run.id),
+            audit=await self.store.audit_rows(run.id),
+            approvals=await self.approvals.find(run_id=run.id, pending_only=False),
+        )
 
     async def list_runs(self, *, limit: int = 20) -> list[RunRecord]:
         return await self.store.list_runs(limit=limit)
@@ -166,6 +181,19 @@ class Runtime:
         """Queue a stopped run again; a worker continues it from its last committed turn."""
         run = await self.store.get_run(run_id)
         return await self.store.requeue(run.id)
+
+    async def pending_approvals(self) -> list[Approval]:
+        """Requests waiting for a human, oldest first (expiring the overdue ones first)."""
+        await self.approvals.expire_due()
+        return await self.approvals.find(pending_only=True)
+
+    async def decide_approval(
+        self, approval_id: str, *, approve: bool, note: str | None = None, decided_by: str | None = None
+    ) -> Approval:
+        """Approve or reject a tool call; its run is queued for a worker once nothing of it is pending."""
+        return await self.approvals.decide(
+            approval_id, approve=approve, note=note, decided_by=decided_by or default_decider()
+        )
 
     async def aclose(self) -> None:
         await self.pool.close()

@@ -19,8 +19,17 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from agent._render import LiveProgress, report_panel, run_detail, run_json, runs_table
+from agent._render import (
+    LiveProgress,
+    approval_json,
+    approvals_table,
+    report_panel,
+    run_detail,
+    run_json,
+    runs_table,
+)
 from agent.api import Runtime, open_runtime
+from agent.approvals import Approval
 from agent.config import RunStatus
 from agent.controls import DailySpend, KillSwitch, KillSwitchState, SpendToday, SwitchChange
 from agent.errors import ConfigurationError, InvalidQuestionError, ResearchAgentError, RunRefusedError
@@ -62,6 +71,8 @@ STATUS_EXIT: dict[RunStatus, ExitCode] = {
 app = typer.Typer(help="A durable, budgeted research agent.", no_args_is_help=True, add_completion=False)
 runs_app = typer.Typer(help="Browse and resume runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
+approvals_app = typer.Typer(help="Tool calls waiting for a human decision.", no_args_is_help=True)
+app.add_typer(approvals_app, name="approvals")
 corpus_app = typer.Typer(help="The local document corpus searched offline.", no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")
 
@@ -146,7 +157,7 @@ def ask(
             with Live(progress, console=err, refresh_per_second=8, transient=True):
                 result = await runtime.research(question, model=model, budget=budget, progress=progress)
         view = await runtime.get_run(result.run_id)
-        return run_json(view.run, view.steps, view.audit), result.status
+        return run_json(view.run, view.steps, view.audit, view.approvals), result.status
 
     data, status = _run(body)
     if as_json:
@@ -155,6 +166,16 @@ def ask(
         if data["report"]:
             label = "offline model (extractive, no LLM)" if is_offline_model(data["model"]) else data["model"]
             out.print(report_panel(data["report"], title=f"Answer · {label}"))
+        elif status == "awaiting_approval":
+            out.print("[yellow]Waiting for a human[/yellow]: the tool policy requires approval for:")
+            for approval in data["approvals"]:
+                if approval["status"] == "pending":
+                    args = json.dumps(approval["args"], ensure_ascii=False)
+                    out.print(f"  {approval['id']}  {approval['tool']} {escape(args)}  ({escape(approval['reason'])})")
+            out.print(
+                "Decide with `research-agent approvals approve ID` or `reject ID --reason ...`; "
+                "a `research-agent worker` then finishes the run."
+            )
         else:
             out.print(f"[yellow]No report[/yellow]: {data['status']} ({data['stop_reason']}) {data['error'] or ''}")
             if data["partial"]:
@@ -241,7 +262,7 @@ def runs_show(
 
     view = _run(body)
     if as_json:
-        _print_json(run_json(view.run, view.steps, view.audit))
+        _print_json(run_json(view.run, view.steps, view.audit, view.approvals))
     else:
         out.print(run_detail(view))
 
@@ -265,6 +286,59 @@ def runs_resume(run_id: Annotated[str, typer.Argument(help="Run id or unique pre
         return (await runtime.resume(run_id)).id
 
     out.print(f"queued {_run(body)}")
+
+
+@approvals_app.command("list")
+def approvals_list(as_json: JsonOption = False) -> None:
+    """Pending requests, oldest first (overdue ones are expired, i.e. rejected, first)."""
+
+    async def body(runtime: Runtime) -> list[Approval]:
+        return await runtime.pending_approvals()
+
+    pending = _run(body)
+    if as_json:
+        _print_json([approval_json(a) for a in pending])
+    elif pending:
+        out.print(approvals_table(pending, title=f"{len(pending)} tool call(s) waiting for approval"))
+    else:
+        out.print("no tool calls are waiting for approval")
+
+
+def _decide(approval_id: str, *, approve: bool, note: str | None, as_json: bool) -> None:
+    async def body(runtime: Runtime) -> Approval:
+        return await runtime.decide_approval(approval_id, approve=approve, note=note)
+
+    decided = _run(body)
+    if as_json:
+        _print_json(approval_json(decided))
+    else:
+        out.print(
+            f"{decided.id} {decided.status}: {decided.tool} for run {decided.run_id}; "
+            "a worker resumes the run once all its requests are decided"
+        )
+
+
+ApprovalId = Annotated[str, typer.Argument(help="Approval id, as `approvals list` shows it (ap_...).")]
+
+
+@approvals_app.command("approve")
+def approvals_approve(
+    approval_id: ApprovalId,
+    note: Annotated[str | None, typer.Option(help="Why, recorded in the audit.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Let the tool call run; the run resumes in a worker."""
+    _decide(approval_id, approve=True, note=note, as_json=as_json)
+
+
+@approvals_app.command("reject")
+def approvals_reject(
+    approval_id: ApprovalId,
+    reason: Annotated[str | None, typer.Option(help="Told to the model and recorded in the audit.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Refuse the tool call; the model is told and must work around it."""
+    _decide(approval_id, approve=False, note=reason, as_json=as_json)
 
 
 @corpus_app.command("add")

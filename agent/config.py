@@ -32,6 +32,7 @@ class RunConfig(BaseModel):
     fetch_max_chars: int
     page_cache_ttl_seconds: int
     tool_policy: ToolPolicy = Field(default_factory=ToolPolicy)
+    approval_timeout_seconds: float = 3_600.0
 
     @classmethod
     def from_settings(
@@ -51,6 +52,7 @@ class RunConfig(BaseModel):
             fetch_timeout_seconds=settings.fetch_timeout_seconds,
             fetch_max_chars=settings.fetch_max_chars,
             page_cache_ttl_seconds=settings.page_cache_ttl_seconds,
+            approval_timeout_seconds=settings.approval_timeout_seconds,
             tool_policy=ToolPolicy.build(
                 settings.tool_policy,
                 allow_domains=settings.fetch_allow_domains,

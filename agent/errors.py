@@ -33,3 +33,7 @@ class RunRefusedError(ResearchAgentError):
 
 class QuestionRefusedError(InvalidQuestionError):
     """The question was screened as a prompt-injection attempt and the policy refuses such questions."""
+
+
+class ApprovalError(ResearchAgentError):
+    """An approval request that does not exist, or can no longer be decided."""

@@ -23,7 +23,7 @@ import httpx
 import httpx2
 import logfire
 from opentelemetry import trace as otel_trace
-from pydantic_ai import Agent, CancellationToken
+from pydantic_ai import Agent, CancellationToken, DeferredToolRequests, DeferredToolResults
 from pydantic_ai._agent_graph import CallToolsNode, ModelRequestNode
 from pydantic_ai.exceptions import (
     FallbackExceptionGroup,
@@ -37,11 +37,12 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
 from pydantic_ai.models import Model
 from pydantic_ai.usage import RunUsage
 
-from agent._agent import research_agent
+from agent._agent import ResearchOutput, research_agent
 from agent._ledger import ToolLedger
 from agent._policy_guard import PolicyGuard
 from agent._redact import redact_report, redact_text
 from agent._steps import build_steps, index_tool_calls
+from agent.approvals import ApprovalRequest, ApprovalStore
 from agent.config import RunStatus
 from agent.controls import DailySpend, KillSwitch, RunSpend
 from agent.deps import ResearchDeps
@@ -90,7 +91,7 @@ class DurableRunner:
         self.models = dict(models or {})
         self.search_backend = search_backend
         self.progress = progress
-        self.agent: Agent[ResearchDeps, ResearchReport] = research_agent()
+        self.agent: Agent[ResearchDeps, ResearchOutput] = research_agent()
         self._provider_http: httpx2.AsyncClient | None = None
         self._http: httpx.AsyncClient | None = None
         self._controls: dict[str, _RunControl] = {}  # runs executing now, by id (kill switch, daily cap)
@@ -225,10 +226,16 @@ class DurableRunner:
             usage=run.usage,
             messages=list(history),
         )
+        approvals = ApprovalStore(self.store.pool)
+        deferred = await approvals.decided_results(run.id, history)
+        refused = await approvals.refused_calls(run.id, history) if history else frozenset[str]()
         report: ResearchReport | None = None
         self._clocks[run.id] = lambda: session.guard.elapsed
         try:
-            report = await self._drive(session, model=model, history=history)
+            outcome = await self._drive(session, model=model, history=history, deferred=deferred, refused=refused)
+            if isinstance(outcome, DeferredToolRequests):
+                return await self._park(session, outcome, approvals)
+            report = outcome
             decision = StopDecision(status="completed", stop_reason="completed")
         except LeaseLostError:
             raise
@@ -246,8 +253,20 @@ class DurableRunner:
             run, decision, deps=deps, history=session.messages, report=report, elapsed=session.guard.elapsed
         )
 
-    async def _drive(self, session: _Session, *, model: Model, history: list[ModelMessage]) -> ResearchReport:
-        """pydantic-ai's loop with a commit at every node boundary; raises whatever stops the run early."""
+    async def _drive(
+        self,
+        session: _Session,
+        *,
+        model: Model,
+        history: list[ModelMessage],
+        deferred: DeferredToolResults | None = None,
+        refused: frozenset[str] = frozenset(),
+    ) -> ResearchOutput:
+        """pydantic-ai's loop with a commit at every node boundary; raises whatever stops the run early.
+
+        Returns the report, or the calls awaiting a human. `deferred` carries the human decisions on
+        calls the history left open; `refused` the calls a human already turned down in this run.
+        """
         run = session.run
         remaining_wall = run.config.budget.max_wall_seconds - run.elapsed_seconds
         if remaining_wall <= 0:
@@ -257,13 +276,16 @@ class DurableRunner:
             self.agent.iter(
                 None if history else run.question,
                 message_history=history or None,
+                deferred_tool_results=deferred,
                 deps=session.deps,
                 model=model,
                 usage=run.usage,
                 usage_limits=run.config.budget.usage_limits(),
                 cancellation_token=self._cancellation_token(run.id),
                 capabilities=[
-                    PolicyGuard(policy=run.config.tool_policy),  # outermost: a refused call runs nothing
+                    PolicyGuard(
+                        policy=run.config.tool_policy, refused=refused
+                    ),  # outermost: a refused call runs nothing
                     ToolCallGuard(per_tool=run.config.budget.per_tool),
                     session.ledger,
                     session.guard,
@@ -281,6 +303,42 @@ class DurableRunner:
             await session.commit_new()
             assert agent_run.result is not None
             return agent_run.result.output
+
+    async def _park(self, session: _Session, requests: DeferredToolRequests, approvals: ApprovalStore) -> RunRecord:
+        """Pause the run for a human: one approval request per deferred call, status `awaiting_approval`."""
+        run = session.run
+        if requests.calls:  # external tools: this agent defines none, so a model cannot produce one
+            raise UserError(f"unexpected external tool calls: {[c.tool_name for c in requests.calls]}")
+        parked = [
+            ApprovalRequest(
+                tool_call_id=call.tool_call_id,
+                tool=call.tool_name,
+                args=requests.metadata.get(call.tool_call_id, {}).get("args", {}),
+                reason=str(requests.metadata.get(call.tool_call_id, {}).get("reason", "the tool policy requires it")),
+            )
+            for call in requests.approvals
+        ]
+        summary = "; ".join(f"{r.tool}({_short_args(r.args)}): {r.reason}" for r in parked)
+        final = await approvals.park(
+            run.id,
+            worker_id=self.worker_id,
+            requests=parked,
+            timeout_seconds=run.config.approval_timeout_seconds,
+            steps=[
+                StepRecord(
+                    seq=session.next_step,
+                    kind="event",
+                    name="awaiting_approval",
+                    args=[r.tool_call_id for r in parked],
+                    summary=f"waiting for a human to approve {len(parked)} call(s): {summary}",
+                    ok=False,
+                )
+            ],
+            elapsed_seconds=session.guard.elapsed,
+        )
+        logfire.info("run awaiting approval: {calls}", calls=summary, run_id=run.id)
+        self._emit(run.id, "status", f"{final.status}: {summary}", final.usage)
+        return final
 
     async def _finish(
         self,
@@ -587,6 +645,11 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, BaseExceptionGroup):
         return "; ".join(_describe(e) for e in exc.exceptions)
     return f"{type(exc).__name__}: {exc}"
+
+
+def _short_args(args: object, limit: int = 120) -> str:
+    text = json.dumps(args, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _last_text(history: Sequence[ModelMessage]) -> list[str]:

@@ -101,6 +101,13 @@ class Settings(BaseSettings):
         default_factory=list, description="Comma-separated domains whose fetches need human approval."
     )
 
+    approval_timeout_seconds: float = Field(
+        default=3_600.0,
+        gt=0,
+        le=30 * 86_400,
+        description="How long a tool call waits for a human (`research-agent approvals`) before it counts as rejected.",
+    )
+
     # --- workers -----------------------------------------------------------------------------
     lease_seconds: float = Field(default=15.0, gt=0.5, le=3600, description="A worker's claim on a run.")
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)

@@ -225,7 +225,10 @@ class RunStore:
         )
         if row is None:
             current = await self.get_run(run_id)
-            raise RunNotFoundError(f"run {run_id} is {current.status}; only stopped runs can be resumed")
+            hint = (
+                "; decide its requests with `research-agent approvals`" if current.status == "awaiting_approval" else ""
+            )
+            raise RunNotFoundError(f"run {run_id} is {current.status}; only stopped runs can be resumed{hint}")
         return _run_from_row(row)
 
     # --- turns --------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import logfire
 from pydantic_ai.models import Model
 
 from agent.api import Runtime, new_worker_id
+from agent.approvals import ApprovalStore
 from agent.controls import ControlWatcher, KillSwitchState
 from agent.events import ProgressCallback, ignore_progress
 from agent.runner import DurableRunner
@@ -49,6 +50,7 @@ class Worker:
             models=models,
             progress=progress,
         )
+        self._approvals = ApprovalStore(runtime.pool)
         self._active: dict[str, asyncio.Task[RunRecord]] = {}
         self._stopping = asyncio.Event()
         # The kill switch: no claims while it is on, and every run executing here stops within ~1 s.
@@ -75,6 +77,7 @@ class Worker:
                     if self.exit_when_idle and not self._active:
                         break
                 elif len(self._active) < self.concurrency:
+                    await self._expire_approvals()
                     run = await store.claim_next(worker_id=self.worker_id, lease_seconds=settings.lease_seconds)
                     if run is not None:
                         claimed_total += 1
@@ -90,6 +93,16 @@ class Worker:
         finally:
             await self._shutdown()
         return self.finished
+
+    async def _expire_approvals(self) -> None:
+        """Time out approval requests nobody decided (a rejection), so their runs can go on."""
+        try:
+            expired = await self._approvals.expire_due()
+        except Exception as exc:  # a database blip: the next poll tries again
+            logfire.warn("could not expire approval requests: {error}", error=str(exc), worker_id=self.worker_id)
+            return
+        for approval in expired:
+            logfire.info("approval {id} timed out: rejected", id=approval.id, run_id=approval.run_id)
 
     def _done(self, run_id: str, task: asyncio.Task[RunRecord]) -> None:
         self._active.pop(run_id, None)

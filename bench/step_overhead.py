@@ -36,14 +36,13 @@ from pydantic_ai import Agent
 from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
-from agent._agent import build_agent
+from agent._agent import ResearchOutput, build_agent
 from agent._database import _init_connection, apply_migrations, create_pool
 from agent._prompts import research_prompt
 from agent.api import Runtime
 from agent.config import RunConfig
 from agent.deps import ResearchDeps
 from agent.models import model_label
-from agent.report import ResearchReport
 from agent.settings import Settings
 from budgets import Budget
 from tools._types import SearchHit
@@ -140,7 +139,7 @@ class Bench:
     turns: int
     settings: Settings
     runtime: Runtime
-    agent: Agent[ResearchDeps, ResearchReport]
+    agent: Agent[ResearchDeps, ResearchOutput]
     search: FixedSearch
     budget: Budget
 

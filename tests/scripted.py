@@ -56,6 +56,8 @@ def read_history(messages: list[ModelMessage]) -> History:
                 state.retry_prompts.append(part.model_response())
             elif isinstance(part, ToolReturnPart) and part.outcome == "retried":
                 state.retry_prompts.append(part.model_response_str())
+            elif isinstance(part, ToolReturnPart) and part.outcome == "denied":  # a human said no: work around it
+                state.failed_fetches.append(part.model_response_str())
             elif isinstance(part, ToolReturnPart):
                 content = to_jsonable_python(part.content, fallback=str)
                 if part.tool_name == "record_plan":

@@ -152,7 +152,6 @@ async def test_refused_calls_become_structured_failures_and_are_audited_with_red
             ("record_plan", {"sub_questions": ["QUIC?"]}),
             ("web_search", {"query": "QUIC"}),
             ("fetch_url", {"url": "https://blocked.example/p?api_key=s3cr3t-value"}),
-            ("fetch_url", {"url": "https://approve.example/p"}),
             ("fetch_url", {"url": page}),
         ]
     )
@@ -162,13 +161,11 @@ async def test_refused_calls_become_structured_failures_and_are_audited_with_red
     steps = (await rt.get_run(result.run_id)).steps
     summaries = [s.summary for s in steps if not s.ok]
     assert any("denied_by_policy" in s for s in summaries)
-    assert any("approval_required" in s for s in summaries)
     rows = await rt.store.audit_rows(result.run_id)
     assert [(r.tool, r.decision) for r in rows] == [
         ("record_plan", "allow"),
         ("web_search", "deny"),
         ("fetch_url", "deny"),
-        ("fetch_url", "require_approval"),
         ("fetch_url", "allow"),
     ]
     assert "s3cr3t" not in str(rows[2].args) and REDACTED in rows[2].args["url"]
