@@ -99,6 +99,7 @@ def run_json(
         "plan": run.plan,
         "report": run.report,
         "partial": run.partial,
+        "review": run.review,
         "usage": usage_to_json(run.usage),
         "cost_usd": decimal_text(run.cost_usd),
         "cost_known": run.cost_known,
@@ -164,6 +165,27 @@ def report_panel(report: dict[str, Any] | None, *, title: str = "Report") -> Pan
     return Panel(body, title=title)
 
 
+def _critique_lines(label: str, critique: dict[str, Any] | None) -> list[str]:
+    if not critique:
+        return [f"{label}: not graded"]
+    lines = [f"{label}: score {float(critique.get('score', 0)):.2f}"]
+    lines += [f"  - {issue}" for issue in critique.get("issues") or []]
+    return lines
+
+
+def review_panel(review: dict[str, Any]) -> Panel:
+    """The critic's verdicts: both scores, the critique, what was revised and which report was kept."""
+    lines = [f"critic {review.get('critic_model')} · threshold {float(review.get('threshold', 0)):.2f}"]
+    lines += _critique_lines("first report", review.get("first"))
+    outcome = review.get("revision") or "-"
+    lines.append(f"revision: {outcome}" + (f" ({review['skip_reason']})" if review.get("skip_reason") else ""))
+    if outcome in ("revised", "stopped"):
+        lines += _critique_lines("revised report", review.get("second"))
+    if review.get("kept"):
+        lines.append(f"kept: the {review['kept']} report")
+    return Panel(escape("\n".join(lines)), title="Critic")
+
+
 def run_detail(view: RunView) -> Group:
     run = view.run
     header = Table.grid(padding=(0, 2))
@@ -209,6 +231,8 @@ def run_detail(view: RunView) -> Group:
         parts.append(audit)
     if view.approvals:
         parts.append(approvals_table(view.approvals, title="Human approval"))
+    if run.review:
+        parts.append(review_panel(run.review))
     if run.report:
         parts.append(report_panel(run.report))
     elif run.partial:

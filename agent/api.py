@@ -110,12 +110,23 @@ class Runtime:
         # The kill switch, for runs executed in this process by `research` (workers have their own).
         self._controls = SharedControlWatcher(pool, env_override=settings.disabled)
 
-    async def submit(self, question: str, *, model: ModelSpec | None = None, budget: Budget | None = None) -> RunRecord:
+    async def submit(
+        self,
+        question: str,
+        *,
+        model: ModelSpec | None = None,
+        budget: Budget | None = None,
+        critic: ModelSpec | None = None,
+    ) -> RunRecord:
         """Queue a run; a worker will execute it. Raises `RunRefusedError` while the kill switch is on or
-        today's spend cap is reached."""
+        today's spend cap is reached. `critic` overrides the `critic_model` setting for this run."""
         label = self.settings.resolved_model() if model is None or model == "auto" else model_label(model)
         config = RunConfig.from_settings(
-            self.settings, model=label, prompt_version=research_prompt().version, budget=budget
+            self.settings,
+            model=label,
+            prompt_version=research_prompt().version,
+            budget=budget,
+            critic_model=None if critic is None else model_label(critic),
         )
         screen = _screen(question, refuse_injection=self.settings.refuse_injection)
         await ensure_accepting_runs(self.pool, env_override=self.settings.disabled, cap_usd=self.settings.daily_cap_usd)
@@ -142,14 +153,17 @@ class Runtime:
         budget: Budget | None = None,
         progress: ProgressCallback = ignore_progress,
         search_backend: SearchBackend | None = None,
+        critic: ModelSpec | None = None,
     ) -> ResearchResult:
         """Submit a run and execute it in this process, holding a lease like any worker."""
-        record = await self.submit(question, model=model, budget=budget)
+        record = await self.submit(question, model=model, budget=budget, critic=critic)
         worker_id = new_worker_id("inline")
         claimed = await self.store.claim_run(record.id, worker_id=worker_id, lease_seconds=self.settings.lease_seconds)
         if claimed is None:  # a worker picked it up first; it is theirs now
             raise RunNotFoundError(f"run {record.id} was claimed by a worker before it could start here")
         models = {claimed.config.model: model} if isinstance(model, Model) else {}
+        if isinstance(critic, Model) and claimed.config.critic_model:
+            models[claimed.config.critic_model] = critic
         runner = DurableRunner(
             store=self.store,
             settings=self.settings,

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.settings import SearchBackendName, Settings
+from agent.settings import SearchBackendName, Settings, critic_label
 from budgets import Budget, ModelPrice
 from tools._policy import ToolPolicy
 
@@ -33,10 +33,19 @@ class RunConfig(BaseModel):
     page_cache_ttl_seconds: int
     tool_policy: ToolPolicy = Field(default_factory=ToolPolicy)
     approval_timeout_seconds: float = 3_600.0
+    critic_model: str | None = None
+    """The model grading the report (`agent.critic`); None: no critic, no revision."""
+    critic_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, model: str, prompt_version: str, budget: Budget | None = None
+        cls,
+        settings: Settings,
+        *,
+        model: str,
+        prompt_version: str,
+        budget: Budget | None = None,
+        critic_model: str | None = None,
     ) -> RunConfig:
         return cls(
             model=model,
@@ -53,6 +62,8 @@ class RunConfig(BaseModel):
             fetch_max_chars=settings.fetch_max_chars,
             page_cache_ttl_seconds=settings.page_cache_ttl_seconds,
             approval_timeout_seconds=settings.approval_timeout_seconds,
+            critic_model=critic_label(critic_model or settings.critic_model, run_model=model),
+            critic_threshold=settings.critic_threshold,
             tool_policy=ToolPolicy.build(
                 settings.tool_policy,
                 allow_domains=settings.fetch_allow_domains,

@@ -72,6 +72,8 @@ CHARS_PER_TOKEN: Final = 4
 _RESULT_URL: Final = re.compile(r"^\d+\. [^\n]*\n {3}((?:https?|corpus)://\S+)$", re.MULTILINE)
 # How the output validator names a citation it rejects: "citation N (url): reason".
 _COMPLAINT: Final = re.compile(r"citation (\d+) \((.*?)\): ")
+# The critique in a revision request (`agent.critic.revision_request`).
+_CRITIQUE: Final = re.compile(r"<critique>\s*(\{.*\})\s*</critique>", re.DOTALL)
 # The fences `prepare_messages` puts around output feedback when it renders it as user text.
 _FEEDBACK_FENCES: Final = re.compile(r"<(?:retry_feedback|validation_errors)>")
 
@@ -101,6 +103,15 @@ class _Search:
     retryable: bool
 
 
+@dataclass(frozen=True)
+class _Revision:
+    """A critic asked for a revision: what it found missing, and where the history stood then."""
+
+    missing: list[str]
+    searches_before: int
+    fetch_rounds_before: int
+
+
 @dataclass
 class _Transcript:
     """What the history says has happened so far; rebuilt from scratch on every request."""
@@ -115,6 +126,7 @@ class _Transcript:
     rejected_quotes: set[tuple[str, str]] = field(default_factory=set)
     rejected_urls: set[str] = field(default_factory=set)
     unexplained_retry: bool = False
+    revision: _Revision | None = None
 
 
 def _text_of(content: object) -> str:
@@ -169,6 +181,15 @@ def _read_return(transcript: _Transcript, part: ToolReturnPart, call: ToolCallPa
             )
 
 
+def _missing_topics(critique_json: str) -> list[str]:
+    try:
+        data = json.loads(critique_json)
+    except ValueError:
+        return []
+    missing = data.get("missing") if isinstance(data, dict) else None
+    return [str(item) for item in missing] if isinstance(missing, list) else []
+
+
 def _read(messages: Sequence[ModelMessage], output_tools: frozenset[str]) -> _Transcript:
     transcript = _Transcript()
     calls: dict[str, ToolCallPart] = {}
@@ -186,6 +207,12 @@ def _read(messages: Sequence[ModelMessage], output_tools: frozenset[str]) -> _Tr
                 prompts += 1
                 if prompts == 1:
                     transcript.question = " ".join(_text_of(part.content).split())
+                elif (critique := _CRITIQUE.search(_text_of(part.content))) is not None:
+                    transcript.revision = _Revision(
+                        missing=_missing_topics(critique.group(1)),
+                        searches_before=len(transcript.searches),
+                        fetch_rounds_before=transcript.fetch_rounds,
+                    )
                 elif _FEEDBACK_FENCES.search(text := _text_of(part.content)):
                     _reject(transcript, text, last_output)  # retry feedback as `prepare_messages` renders it
             elif isinstance(part, ToolReturnPart) and part.tool_name in output_tools:
@@ -209,12 +236,13 @@ def _not_found(transcript: _Transcript, reason: str) -> _Final:
     return _report(f"{NOT_FOUND} {reason}", unresolved=[transcript.question])
 
 
-def _answer(transcript: _Transcript) -> _Final:
+def _answer(transcript: _Transcript, *, focus: Sequence[str] = ()) -> _Final:
+    """The best-supported sentences of the fetched pages; `focus` adds terms a critic found missing."""
     if not transcript.pages:
         return _not_found(transcript, "None of the result pages could be fetched.")
     evidence = reading_order(
         select_evidence(
-            transcript.question,
+            " ".join([transcript.question, *focus]),
             transcript.pages,
             exclude_quotes=frozenset(transcript.rejected_quotes),
             exclude_urls=frozenset(transcript.rejected_urls),
@@ -241,8 +269,21 @@ def _search(query: str) -> _Calls:
     return _Calls(SEARCH_TOOL, [{"query": query, "max_results": MAX_RESULTS}])
 
 
+def _revise(transcript: _Transcript, revision: _Revision) -> _Step:
+    """One more search for what the critic found missing, one round of fetches, then answer again."""
+    after = transcript.searches[revision.searches_before :]
+    if revision.missing and not after:
+        return _search(search_query(" ".join(revision.missing)))
+    new = list(dict.fromkeys(u for s in after for u in s.urls if u not in transcript.fetched_urls))
+    if new and transcript.fetch_rounds == revision.fetch_rounds_before:
+        return _Calls(FETCH_TOOL, [{"url": url} for url in new[:FETCHES_PER_ROUND]])
+    return _answer(transcript, focus=revision.missing)
+
+
 def _next_step(transcript: _Transcript) -> _Step:
-    """Plan, search (once more with fewer terms if nothing came back), fetch, answer."""
+    """Plan, search (once more with fewer terms if nothing came back), fetch, answer; revise when asked."""
+    if transcript.revision is not None and transcript.plan is not None:
+        return _revise(transcript, transcript.revision)
     if transcript.unexplained_retry:
         return _not_found(transcript, "My answer could not be verified against the fetched pages.")
     if transcript.plan is None:

@@ -141,7 +141,8 @@ async def replay(runtime: Runtime, trace: RunTrace) -> ReplayResult:
     model = FunctionModel(replayer, model_name=f"replay:{trace.model}")
     budget = Budget.model_validate({**trace.budget, "max_cost_usd": None})
     # The run's tools as recorded: same search backend (the offline corpus for offline traces).
-    settings = runtime.settings.model_copy(update={"search_backend": trace.search_backend})
+    # The critic is off: a trace holds the research agent's responses, and a revision would ask for more.
+    settings = runtime.settings.model_copy(update={"search_backend": trace.search_backend, "critic_model": "off"})
     result = await Runtime(pool=runtime.pool, settings=settings).research(trace.question, model=model, budget=budget)
     view = await runtime.get_run(result.run_id)
     return ReplayResult(trace=trace, view=view, tool_calls=executed_tool_calls(view))

@@ -11,6 +11,7 @@ result was recorded but not yet committed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections import Counter
@@ -18,6 +19,7 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Literal
 
 import httpx
 import httpx2
@@ -39,18 +41,21 @@ from pydantic_ai.usage import RunUsage
 
 from agent._agent import ResearchOutput, research_agent
 from agent._ledger import ToolLedger
+from agent._offline_critic import OfflineCriticModel
 from agent._policy_guard import PolicyGuard
 from agent._redact import redact_report, redact_text
+from agent._review import Critic, finished_report, grade, revision_shortfall
 from agent._steps import build_steps, index_tool_calls
 from agent.approvals import ApprovalRequest, ApprovalStore
 from agent.config import RunStatus
 from agent.controls import DailySpend, KillSwitch, RunSpend
+from agent.critic import Critique, Review, RevisionOutcome, critic_prompt, revision_request
 from agent.deps import ResearchDeps
 from agent.errors import ConfigurationError, LeaseLostError
 from agent.events import ProgressCallback, ProgressEvent, ProgressKind, ignore_progress
 from agent.models import resolve_model, retrying_http_client
 from agent.report import PartialFindings, ResearchReport
-from agent.settings import Settings
+from agent.settings import Settings, is_offline_model
 from agent.store import RunRecord, RunStore, StepRecord, TurnCommit
 from budgets import BudgetExceeded, BudgetGuard, Pricer, ToolCallGuard, pricer_for
 from tools import (
@@ -225,6 +230,7 @@ class DurableRunner:
             next_step=await self.store.next_step_seq(run.id),
             usage=run.usage,
             messages=list(history),
+            review=Review.model_validate(run.review) if run.review else None,
         )
         approvals = ApprovalStore(self.store.pool)
         deferred = await approvals.decided_results(run.id, history)
@@ -232,7 +238,7 @@ class DurableRunner:
         report: ResearchReport | None = None
         self._clocks[run.id] = lambda: session.guard.elapsed
         try:
-            outcome = await self._drive(session, model=model, history=history, deferred=deferred, refused=refused)
+            outcome = await self._research(session, model=model, deferred=deferred, refused=refused)
             if isinstance(outcome, DeferredToolRequests):
                 return await self._park(session, outcome, approvals)
             report = outcome
@@ -241,6 +247,7 @@ class DurableRunner:
             raise
         except Exception as exc:
             decision = self._requested_stop(run.id, exc) or _decide_stop(exc, run)
+            report = session.best_report()  # a stop during the optional review keeps the verified report
             try:  # keep what the interrupted turn completed (e.g. a response that crossed a cap)
                 await session.commit_new()
             except LeaseLostError:
@@ -250,7 +257,13 @@ class DurableRunner:
         finally:
             self._clocks.pop(run.id, None)
         return await self._finish(
-            run, decision, deps=deps, history=session.messages, report=report, elapsed=session.guard.elapsed
+            run,
+            decision,
+            deps=deps,
+            history=session.messages,
+            report=report,
+            elapsed=session.guard.elapsed,
+            review=session.review,
         )
 
     async def _drive(
@@ -258,28 +271,31 @@ class DurableRunner:
         session: _Session,
         *,
         model: Model,
-        history: list[ModelMessage],
+        prompt: str | None = None,
         deferred: DeferredToolResults | None = None,
         refused: frozenset[str] = frozenset(),
     ) -> ResearchOutput:
         """pydantic-ai's loop with a commit at every node boundary; raises whatever stops the run early.
 
-        Returns the report, or the calls awaiting a human. `deferred` carries the human decisions on
-        calls the history left open; `refused` the calls a human already turned down in this run.
+        Continues the session's history, with `prompt` as a new user message when given (the question
+        of a fresh run, a revision request). Returns the report, or the calls awaiting a human.
+        `deferred` carries the human decisions on calls the history left open; `refused` the calls a
+        human already turned down in this run.
         """
         run = session.run
-        remaining_wall = run.config.budget.max_wall_seconds - run.elapsed_seconds
+        remaining_wall = run.config.budget.max_wall_seconds - session.guard.elapsed
         if remaining_wall <= 0:
             raise TimeoutError
+        history = list(session.messages)
         async with (
             asyncio.timeout(remaining_wall),
             self.agent.iter(
-                None if history else run.question,
+                prompt,
                 message_history=history or None,
                 deferred_tool_results=deferred,
                 deps=session.deps,
                 model=model,
-                usage=run.usage,
+                usage=session.usage,
                 usage_limits=run.config.budget.usage_limits(),
                 cancellation_token=self._cancellation_token(run.id),
                 capabilities=[
@@ -303,6 +319,169 @@ class DurableRunner:
             await session.commit_new()
             assert agent_run.result is not None
             return agent_run.result.output
+
+    async def _research(
+        self,
+        session: _Session,
+        *,
+        model: Model,
+        deferred: DeferredToolResults | None,
+        refused: frozenset[str],
+    ) -> ResearchReport | DeferredToolRequests:
+        """Research, then the evaluator-optimizer loop: grade, revise at most once, grade again, keep the better.
+
+        Every phase resumes from what is committed: a report the history already ends with is not asked
+        for again, a stored critique is not paid for again, and a revision under way continues.
+        """
+        run = session.run
+        review = session.review
+        if review is not None and review.kept is not None:  # decided before a crash; only finishing was left
+            return session.best_report() or _missing_report(run.id)
+        sources = session.deps.sources
+        if review is None or review.revision != "revised":
+            report = finished_report(session.messages, sources)
+            if report is None:
+                outcome = await self._drive(
+                    session,
+                    model=model,
+                    prompt=None if session.messages else run.question,
+                    deferred=deferred,
+                    refused=refused,
+                )
+                if isinstance(outcome, DeferredToolRequests):
+                    return outcome
+                report = outcome
+            critic = self._critic_for(run)
+            if critic is None:
+                return report
+            review = session.review = review or Review(
+                threshold=run.config.critic_threshold, critic_model=critic.label, critic_prompt=critic_prompt().version
+            )
+            review.first_report = report
+            if review.first is None:
+                review.first = await self._grade(session, critic, report, label="critique")
+            if review.first is None:
+                return await self._settle(session, revision="skipped", kept="first")
+            if review.first.score >= review.threshold:
+                return await self._settle(session, revision="not_needed", kept="first")
+            shortfall = revision_shortfall(
+                critic,
+                guard=session.guard,
+                usage=session.usage,
+                messages=session.messages,
+                question=run.question,
+                report=report,
+                critique=review.first,
+                sources=sources,
+            )
+            if shortfall is not None:
+                review.skip_reason = f"revision skipped, budget: {shortfall}"
+                return await self._settle(session, revision="skipped", kept="first")
+            review.revision = "revised"  # committed with the revision request, by the first commit of the drive
+            session.review_changed = True
+            self._emit(run.id, "model", f"revising: {review.first.summary()}", session.usage)
+            prompt: str | None = revision_request(review.first)
+            deferred = None
+        else:
+            prompt = None
+            critic = self._critic_for(run)
+        assert review is not None and critic is not None
+        revised = finished_report(session.messages, sources) if prompt is None else None
+        if revised is None:
+            try:
+                outcome = await self._drive(session, model=model, prompt=prompt, deferred=deferred, refused=refused)
+            except (BudgetExceeded, UsageLimitExceeded, TimeoutError, ModelAPIError, FallbackExceptionGroup) as stop:
+                if isinstance(stop, BudgetExceeded) and stop.reason == "kill_switch":
+                    raise
+                await session.commit_new()  # keep what the revision did; the first report stands
+                review.skip_reason = f"revision stopped: {_describe(stop) if str(stop) else 'wall-time cap reached'}"
+                return await self._settle(session, revision="stopped", kept="first")
+            if isinstance(outcome, DeferredToolRequests):
+                return outcome
+            revised = outcome
+        review.revised_report = revised
+        if review.second is None:
+            review.second = await self._grade(session, critic, revised, label="critique of the revision")
+        first_score = review.first.score if review.first else 0.0
+        better = review.second is None or review.second.score >= first_score
+        return await self._settle(session, revision="revised", kept="revision" if better else "first")
+
+    async def _settle(
+        self, session: _Session, *, revision: RevisionOutcome, kept: Literal["first", "revision"]
+    ) -> ResearchReport:
+        """Record the review's outcome (committed with the run's final state) and return the report kept."""
+        review = session.review
+        assert review is not None
+        review.revision, review.kept = revision, kept
+        session.review_changed = True
+        if review.skip_reason:
+            session.extra_steps.append(
+                StepRecord(seq=0, kind="event", name=f"revision_{revision}", summary=review.skip_reason, ok=False)
+            )
+        await session.commit_new()
+        report = session.best_report()
+        assert report is not None
+        return report
+
+    async def _grade(self, session: _Session, critic: Critic, report: ResearchReport, *, label: str) -> Critique | None:
+        """One critic call, committed as a step with the review; None when it was skipped (recorded why)."""
+        run = session.run
+        review = session.review
+        assert review is not None
+        grading = await grade(
+            critic,
+            question=run.question,
+            report=report,
+            sources=session.deps.sources,
+            budget=run.config.budget,
+            guard=session.guard,
+            usage=session.usage,
+            cancellation_token=self._cancellation_token(run.id),
+        )
+        critique = grading.critique
+        if critique is None:
+            review.skip_reason = grading.skip_reason
+        summary = critique.summary() if critique else grading.skip_reason or "skipped"
+        logfire.info("{label}: {summary}", label=label, summary=summary, run_id=run.id, critic=critic.label)
+        self._emit(run.id, "model", f"{label}: {summary}", session.usage)
+        session.extra_steps.append(
+            StepRecord(
+                seq=0,
+                kind="model",
+                name="critic",
+                args=critique.model_dump(mode="json") if critique else None,
+                summary=f"{label} ({critic.label}): {summary}",
+                ok=critique is not None,
+                input_tokens=grading.input_tokens,
+                output_tokens=grading.output_tokens,
+                cost_usd=grading.cost_usd,
+                latency_ms=grading.latency_ms,
+            )
+        )
+        session.review_changed = True
+        await session.commit_new()
+        return critique
+
+    def _critic_for(self, run: RunRecord) -> Critic | None:
+        """The run's critic, or None when it has none; a critic that cannot work is a configuration error."""
+        label = run.config.critic_model
+        if label is None:
+            return None
+        if is_offline_model(label):
+            model: Model = OfflineCriticModel()
+        elif label in self.models:
+            model = self.models[label]
+        else:
+            if self._provider_http is None:
+                self._provider_http = retrying_http_client(self.settings)
+            model = resolve_model(label, settings=self.settings, http_client=self._provider_http)
+        pricer = pricer_for(model, overrides=run.config.model_prices)
+        if pricer is None and run.config.budget.max_cost_usd is not None:
+            raise ConfigurationError(
+                f"no price is known for the critic model {label!r}, so the cost cap cannot be enforced; set "
+                "RESEARCH_AGENT_MODEL_PRICES for it, pick another RESEARCH_AGENT_CRITIC_MODEL, or set it to `off`"
+            )
+        return Critic(model=model, pricer=pricer, label=label)
 
     async def _park(self, session: _Session, requests: DeferredToolRequests, approvals: ApprovalStore) -> RunRecord:
         """Pause the run for a human: one approval request per deferred call, status `awaiting_approval`."""
@@ -349,6 +528,7 @@ class DurableRunner:
         history: Sequence[ModelMessage],
         report: ResearchReport | None = None,
         elapsed: float | None = None,
+        review: Review | None = None,
     ) -> RunRecord:
         partial = None
         redactions: Counter[str] = Counter()
@@ -388,6 +568,7 @@ class DurableRunner:
             steps=control_steps,
             error=decision.error,
             elapsed_seconds=elapsed,
+            review=_redacted_review(review),
         )
         logfire.info(
             "run stopped: {status} ({stop_reason})",
@@ -526,7 +707,20 @@ class _Session:
     next_step: int
     usage: RunUsage
     messages: list[ModelMessage]
+    review: Review | None = None
+    review_changed: bool = False
+    extra_steps: list[StepRecord] = field(default_factory=list)
+    """Steps to commit that are not derived from messages (critic calls, review decisions)."""
     request_started: float | None = None
+
+    def best_report(self) -> ResearchReport | None:
+        """The report the review keeps so far: the revision once kept, else the first verified report."""
+        review = self.review
+        if review is None:
+            return None
+        if review.kept == "revision" and review.revised_report is not None:
+            return review.revised_report
+        return review.first_report
 
     def observe(self, messages: Sequence[ModelMessage], usage: RunUsage, *, pending: object) -> None:
         """Record the latest history; a request node's request joins the history only once it is sent."""
@@ -538,7 +732,7 @@ class _Session:
     async def commit_new(self) -> None:
         """Commit the messages not yet committed, with their steps and the run's usage, in one transaction."""
         new = self.messages[self.committed :]
-        if not new and not self.guard.events:
+        if not new and not self.guard.events and not self.extra_steps and not self.review_changed:
             return
         model_latency = None
         if self.request_started is not None and any(isinstance(m, ModelResponse) for m in new):
@@ -552,6 +746,8 @@ class _Session:
             model_latency_ms=model_latency,
         )
         steps += self._budget_steps(first_seq=self.next_step + len(steps))
+        extra, self.extra_steps = self.extra_steps, []
+        steps += [dataclasses.replace(step, seq=self.next_step + len(steps) + i) for i, step in enumerate(extra)]
         with logfire.span("commit turn", run_id=self.run.id, messages=len(new), steps=len(steps)):
             await self.store.commit_turn(
                 self.run.id,
@@ -565,8 +761,10 @@ class _Session:
                     cost_known=self.guard.pricer is not None,
                     elapsed_seconds=self.guard.elapsed,
                     plan=self.deps.plan,
+                    review=_redacted_review(self.review) if self.review_changed else None,
                 ),
             )
+        self.review_changed = False
         self.committed = len(self.messages)
         self.next_step += len(steps)
 
@@ -645,6 +843,23 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, BaseExceptionGroup):
         return "; ".join(_describe(e) for e in exc.exceptions)
     return f"{type(exc).__name__}: {exc}"
+
+
+def _missing_report(run_id: str) -> ResearchReport:
+    raise UnexpectedModelBehavior(f"run {run_id}: its review is decided but the report it kept is missing")
+
+
+def _redacted_review(review: Review | None) -> dict[str, object] | None:
+    """The review as stored: its reports are redacted like the final report."""
+    if review is None:
+        return None
+    data = review.model_copy(
+        update={
+            "first_report": redact_report(review.first_report)[0] if review.first_report else None,
+            "revised_report": redact_report(review.revised_report)[0] if review.revised_report else None,
+        }
+    )
+    return data.model_dump(mode="json")
 
 
 def _short_args(args: object, limit: int = 120) -> str:

@@ -62,6 +62,15 @@ class Settings(BaseSettings):
     provider_max_wait_seconds: float = Field(default=60.0, gt=0, description="Longest Retry-After honoured.")
     model_request_timeout_seconds: float = Field(default=120.0, gt=0)
 
+    critic_model: str = Field(
+        default="auto",
+        description="Model grading each report (agent/critic.py): `auto` (the run's own model; the offline model "
+        "gets the offline critic), `off`, or a model name like the `model` setting, e.g. a cheaper one.",
+    )
+    critic_threshold: float = Field(
+        default=0.7, ge=0.0, le=1.0, description="A report the critic scores below this is revised, once."
+    )
+
     # --- storage -----------------------------------------------------------------------------
     database_url: str | None = Field(
         default=None,
@@ -170,6 +179,14 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_hosts(cls, value: list[str]) -> list[str]:
         return [host.lower() for host in value]
+
+
+def critic_label(critic_model: str, *, run_model: str) -> str | None:
+    """The critic a run with `run_model` gets from the `critic_model` setting; None when the critic is off."""
+    setting = critic_model.strip()
+    if setting == "off":
+        return None
+    return run_model if setting in ("", "auto") else setting
 
 
 def is_offline_model(model: str) -> bool:

@@ -40,6 +40,8 @@ class RunRecord:
     plan: list[str] | None
     report: dict[str, JSONValue] | None
     partial: dict[str, JSONValue] | None
+    review: dict[str, JSONValue] | None
+    """The critic's verdicts (`agent.critic.Review`), once the report was graded."""
     usage: RunUsage
     cost_usd: Decimal
     cost_known: bool
@@ -82,6 +84,7 @@ class TurnCommit:
     cost_usd: Decimal = Decimal(0)
     cost_known: bool = True
     plan: list[str] | None = None
+    review: dict[str, JSONValue] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -241,7 +244,8 @@ class RunStore:
                 """
                 UPDATE runs SET usage = $3, requests = $4, tool_calls = $5, input_tokens = $6,
                        output_tokens = $7, cost_usd = $8, cost_known = $9, elapsed_seconds = $10,
-                       message_count = $11, plan = coalesce($12, plan), updated_at = now()
+                       message_count = $11, plan = coalesce($12, plan), review = coalesce($13, review),
+                       updated_at = now()
                 WHERE id = $1 AND lease_owner = $2
                 """,
                 rid,
@@ -256,6 +260,7 @@ class RunStore:
                 turn.elapsed_seconds,
                 turn.first_seq + len(turn.messages),
                 turn.plan,
+                turn.review,
             )
             if updated != "UPDATE 1":
                 raise LeaseLostError(f"run {run_id} is no longer leased to {worker_id!r}")
@@ -283,6 +288,7 @@ class RunStore:
         error: str | None = None,
         steps: Sequence[StepRecord] = (),
         elapsed_seconds: float | None = None,
+        review: dict[str, JSONValue] | None = None,
     ) -> RunRecord:
         rid = uuid.UUID(run_id)
         async with self.pool.acquire() as conn, conn.transaction():
@@ -291,6 +297,7 @@ class RunStore:
                 """
                 UPDATE runs SET status = $2, stop_reason = $3, report = $4, error = $5, partial = $6,
                        elapsed_seconds = greatest(elapsed_seconds, coalesce($7, 0)),
+                       review = coalesce($9, review),
                        finished_at = CASE WHEN $2 IN ('queued', 'running', 'awaiting_approval')
                                           THEN NULL ELSE now() END,
                        lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
@@ -304,6 +311,7 @@ class RunStore:
                 partial,
                 elapsed_seconds,
                 worker_id,
+                review,
             )
             if row is None:
                 raise LeaseLostError(f"run {run_id} is no longer leased to {worker_id!r}")
@@ -539,6 +547,7 @@ def _run_from_row(row: asyncpg.Record | None) -> RunRecord:
         plan=row["plan"],
         report=row["report"],
         partial=row["partial"],
+        review=row["review"],
         usage=usage_from_json(row["usage"]),
         cost_usd=row["cost_usd"],
         cost_known=row["cost_known"],

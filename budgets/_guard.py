@@ -19,8 +19,9 @@ from typing import Any, Literal
 from pydantic_ai import RunContext
 from pydantic_ai.capabilities import AbstractCapability
 from pydantic_ai.messages import ModelResponse
-from pydantic_ai.models import ModelRequestContext
+from pydantic_ai.models import ModelRequestContext, ModelRequestParameters
 from pydantic_ai.settings import ModelSettings
+from pydantic_ai.usage import RunUsage
 
 from budgets._budget import Budget
 from budgets._estimate import input_token_bound
@@ -89,6 +90,8 @@ class BudgetGuard(AbstractCapability[Any]):
     hooks: SpendHooks = field(default_factory=SpendHooks)
     events: list[BudgetEvent] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    last_parameters: ModelRequestParameters | None = None
+    """The tools and instructions of the last request, for estimating the next one (`shortfall`)."""
     _warned: set[str] = field(default_factory=set)
     _reserved: Decimal | None = None
 
@@ -106,6 +109,7 @@ class BudgetGuard(AbstractCapability[Any]):
         if self.elapsed >= budget.max_wall_seconds:
             raise BudgetExceeded("wall_time", f"wall-time cap of {budget.max_wall_seconds:g}s reached")
 
+        self.last_parameters = request_context.model_request_parameters
         bound_in = input_token_bound(request_context.messages, request_context.model_request_parameters)
         settings: ModelSettings = {**(request_context.model_settings or {})}
         requested = settings.get("max_tokens") or DEFAULT_OUTPUT_ALLOWANCE
@@ -155,6 +159,24 @@ class BudgetGuard(AbstractCapability[Any]):
             await self.hooks.settle(self._reserved, Decimal(0))  # a failed request is not billed
         self._reserved = None
         raise error
+
+    def shortfall(self, usage: RunUsage, *, requests: int, tokens: int, cost: Decimal) -> str | None:
+        """Why `requests` more requests of at most `tokens` and `cost` in all would not fit; None if they would.
+
+        For optional work (a revision the critic asked for): decided up front, so it is skipped rather
+        than started and cut off.
+        """
+        budget = self.budget
+        if usage.requests + requests > budget.max_turns:
+            return f"turns: {usage.requests} of {budget.max_turns} used and it needs up to {requests} more"
+        used = usage.input_tokens + usage.output_tokens
+        if used + tokens > budget.max_tokens:
+            return f"tokens: {used} of {budget.max_tokens} used and it may need up to {tokens} more"
+        if budget.max_cost_usd is not None and self.spent_usd + cost > budget.max_cost_usd:
+            return f"cost: ${self.spent_usd:.6f} of ${budget.max_cost_usd} spent and it may cost up to ${cost:.6f} more"
+        if self.elapsed >= budget.max_wall_seconds:
+            return f"wall time: the {budget.max_wall_seconds:g}s cap is reached"
+        return None
 
     def _token_allowance(self, used: int, bound_in: int) -> int:
         allowance = self.budget.max_tokens - used - bound_in

@@ -24,14 +24,10 @@ from pydantic_evals.evaluators import (
 )
 
 from agent._citations import normalize_text
-from evals._text import (
+from agent._offline_critic import grade_answer
+from agent._text_match import (
     contains_phrase,
-    content_terms,
-    covers,
     is_not_found,
-    relays_instructions,
-    split_claims,
-    unquoted_words,
 )
 from evals._types import CaseMetadata, EvalInputs, EvalOutput, StepView
 
@@ -238,18 +234,6 @@ class WithinBudget(Evaluator[EvalInputs, EvalOutput, CaseMetadata]):
 
 OFFLINE_CRITIC_VERSION: Final = "offline-critic@1"
 """Bump when OfflineCritic's grading changes: baselines graded by another version are not compared."""
-SUPPORT_OVERLAP: Final = 0.8
-"""A paraphrased claim counts as supported when this share of its content words is in a single cited quote."""
-MAX_UNQUOTED_WORDS: Final = 2
-"""Content words an extractive claim may carry beyond its quotes (joins, a stray label) and still count."""
-
-
-def _supported(claim: str, unquoted: set[str], quotes: Sequence[str]) -> bool:
-    """Made of verbatim quotes (one or several run together), or a close paraphrase of one quote."""
-    if len(unquoted) <= MAX_UNQUOTED_WORDS:
-        return True
-    terms = content_terms(claim)
-    return any(len(terms & content_terms(quote)) >= SUPPORT_OVERLAP * len(terms) for quote in quotes)
 
 
 @dataclass(repr=False)
@@ -284,26 +268,17 @@ class OfflineCritic(Evaluator[EvalInputs, EvalOutput, CaseMetadata]):
             if meta.expect_answer is None:
                 return _score("critic", 1.0, "declines a question whose premise the sources do not support")
             return _score("critic", 0.0, "says it could not find an answer to an answerable question")
-        wanted = content_terms(ctx.inputs.question)
-        said = content_terms(answer)
-        covered = {term for term in wanted if covers(term, said)}
-        coverage = len(covered) / len(wanted) if wanted else 1.0
-        claims = split_claims(answer)
-        quotes = [c.quote for c in out.citations]
-        unquoted = unquoted_words(answer, quotes)
-        unsupported = [
-            claim for claim, rest in zip(claims, unquoted, strict=True) if not _supported(claim, rest, quotes)
-        ]
-        support = (len(claims) - len(unsupported)) / len(claims) if claims else 0.0
+        grade = grade_answer(ctx.inputs.question, answer, [c.quote for c in out.citations])
+        missing = grade.wanted - grade.covered
+        supported = len(grade.claims) - len(grade.unsupported)
         reason = (
-            f"question terms covered {len(covered)}/{len(wanted)}"
-            + (f" (missing: {', '.join(sorted(wanted - covered))})" if wanted - covered else "")
-            + f"; claims supported by a cited quote {len(claims) - len(unsupported)}/{len(claims)}"
-            + (f"; unsupported: “{_short(unsupported[0])}”" if unsupported else "")
+            f"question terms covered {len(grade.covered)}/{len(grade.wanted)}"
+            + (f" (missing: {', '.join(sorted(missing))})" if missing else "")
+            + f"; claims supported by a cited quote {supported}/{len(grade.claims)}"
+            + (f"; unsupported: “{_short(grade.unsupported[0])}”" if grade.unsupported else "")
         )
-        score = (coverage + support) / 2
-        if relays_instructions(answer):
-            score /= 2
+        score = grade.score
+        if grade.relays:
             reason += "; halved: the answer repeats instructions addressed to the model"
         return _score("critic", score, reason)
 

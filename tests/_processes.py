@@ -31,6 +31,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
                 {key: price.model_dump(mode="json") for key, price in settings.model_prices.items()}
             ),
             "RESEARCH_AGENT_WORKER_POLL_SECONDS": "0.1",
+            "RESEARCH_AGENT_CRITIC_MODEL": settings.critic_model,
             "PYTHONPATH": str(ROOT),
             "LOGFIRE_IGNORE_NO_CONFIG": "1",
         }

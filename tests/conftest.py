@@ -108,6 +108,8 @@ def settings(database_url: str, http_server: LocalHTTPServer, tmp_path: Path) ->
         lease_seconds=3.0,
         worker_poll_seconds=0.1,
         model_prices=TEST_PRICES,
+        # Scripted research models do not answer critic requests; critic tests turn it on (tests/test_critic.py).
+        critic_model="off",
     )
 
 

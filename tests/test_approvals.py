@@ -177,3 +177,20 @@ async def test_approvals_table_rejects_unknown_statuses(database_url: str) -> No
             )
     finally:
         await conn.close()
+
+
+async def test_ask_exits_6_and_names_the_pending_requests(
+    runtime: Runtime, settings: Settings, http_server: LocalHTTPServer
+) -> None:
+    install_web(http_server)
+    env = worker_env(
+        settings,
+        RESEARCH_AGENT_MODEL=CRASH_MODEL,
+        RESEARCH_AGENT_TOOL_POLICY=NEEDS_APPROVAL.model_dump_json(),
+    )
+    asked = _cli(env, "ask", QUESTION)
+
+    assert asked.returncode == 6, asked.stdout + asked.stderr
+    [pending] = await runtime.approvals.find(pending_only=True)
+    assert pending.id in asked.stdout and "approvals approve" in asked.stdout
+    assert (await runtime.store.get_run(pending.run_id)).status == "awaiting_approval"

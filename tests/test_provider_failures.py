@@ -54,6 +54,7 @@ def provider_runtime(runtime: Runtime, base: Settings, fake: FakeOpenAI, **overr
         lease_seconds=base.lease_seconds,
         worker_poll_seconds=base.worker_poll_seconds,
         model_prices=base.model_prices,
+        critic_model=base.critic_model,
         model="openai:fake-model",
         openai_base_url=fake.base_url,
         openai_api_key="test-key",

@@ -1,5 +1,5 @@
-"""Text matching shared by the evaluators: deliberately independent of the offline model's own tokenizer,
-so a change to the model's text handling cannot quietly change how it is graded."""
+"""Text matching for graders (the eval evaluators and the offline critic): deliberately independent of the
+offline model's own tokenizer, so a change to the model's text handling cannot quietly change how it is graded."""
 
 from __future__ import annotations
 
