@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -63,21 +64,35 @@ def approval_json(approval: Approval) -> dict[str, Any]:
     }
 
 
-def approvals_table(approvals: list[Approval], *, title: str) -> Table:
+def _expires_in(approval: Approval) -> str:
+    if approval.status != "pending":
+        return (approval.decided_at or approval.expires_at).strftime("%Y-%m-%d %H:%M")
+    seconds = (approval.expires_at - datetime.now(UTC)).total_seconds()
+    if seconds <= 0:
+        return "overdue"
+    return f"in {seconds / 3600:.1f}h" if seconds >= 3600 else f"in {max(1, round(seconds / 60))}m"
+
+
+def approvals_table(approvals: list[Approval], *, title: str, show_run: bool = True) -> Table:
+    """Approval requests; `runs show` leaves out the run column (it is that run's table)."""
     table = Table(title=title, expand=True)
-    for column in ("id", "run", "tool", "args", "reason", "status", "expires"):
-        table.add_column(column, overflow="fold")
+    table.add_column("id", no_wrap=True)
+    if show_run:
+        table.add_column("run", no_wrap=True)
+    table.add_column("call", overflow="fold", ratio=3)
+    table.add_column("reason", overflow="fold", ratio=2)
+    table.add_column("status", overflow="fold", ratio=2)
+    table.add_column("expires" if show_run else "when", no_wrap=True)
     for a in approvals:
         status = a.status + (f" by {a.decided_by}" if a.decided_by else "") + (f": {a.note}" if a.note else "")
-        table.add_row(
-            a.id,
-            a.run_id[:8],
-            a.tool,
-            escape(json.dumps(a.args, ensure_ascii=False, default=str)),
+        cells = [a.id, a.run_id[:8]] if show_run else [a.id]
+        cells += [
+            escape(f"{a.tool} {json.dumps(a.args, ensure_ascii=False, default=str)}"),
             escape(a.reason),
             escape(status),
-            a.expires_at.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        )
+            _expires_in(a),
+        ]
+        table.add_row(*cells)
     return table
 
 
@@ -230,7 +245,7 @@ def run_detail(view: RunView) -> Group:
             audit.add_row(row.tool, row.decision, escape(row.reason))
         parts.append(audit)
     if view.approvals:
-        parts.append(approvals_table(view.approvals, title="Human approval"))
+        parts.append(approvals_table(view.approvals, title="Human approval", show_run=False))
     if run.review:
         parts.append(review_panel(run.review))
     if run.report:

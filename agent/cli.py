@@ -180,9 +180,12 @@ def ask(
             out.print(f"[yellow]No report[/yellow]: {data['status']} ({data['stop_reason']}) {data['error'] or ''}")
             if data["partial"]:
                 out.print(data["partial"])
+        first = (data.get("review") or {}).get("first")
+        critic = f" · critic {first['score']:.2f}" if first else ""
+        tokens = data["usage"]["input_tokens"] + data["usage"]["output_tokens"]
         out.print(
             f"[dim]run {data['run_id']} · {data['status']} · {data['usage']['requests']} turns · "
-            f"{data['usage']['input_tokens'] + data['usage']['output_tokens']} tokens · ${data['cost_usd']}[/dim]"
+            f"{tokens} tokens · ${data['cost_usd']}{critic}[/dim]"
         )
     raise typer.Exit(STATUS_EXIT[status])
 
