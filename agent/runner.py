@@ -197,6 +197,7 @@ class DurableRunner:
             model = self._model_for(run)
             search = self.search_backend or self._search_backend(run, corpus)
             pricer = _pricer(model, run)
+            critic = self._critic_for(run)  # before any spend: a critic that cannot run fails the run now
             spend = self._run_spend(run, model, pricer)
         except ConfigurationError as exc:
             decision = StopDecision(status="failed", stop_reason="error", error=str(exc))
@@ -238,7 +239,7 @@ class DurableRunner:
         report: ResearchReport | None = None
         self._clocks[run.id] = lambda: session.guard.elapsed
         try:
-            outcome = await self._research(session, model=model, deferred=deferred, refused=refused)
+            outcome = await self._research(session, model=model, critic=critic, deferred=deferred, refused=refused)
             if isinstance(outcome, DeferredToolRequests):
                 return await self._park(session, outcome, approvals)
             report = outcome
@@ -325,6 +326,7 @@ class DurableRunner:
         session: _Session,
         *,
         model: Model,
+        critic: Critic | None,
         deferred: DeferredToolResults | None,
         refused: frozenset[str],
     ) -> ResearchReport | DeferredToolRequests:
@@ -336,7 +338,10 @@ class DurableRunner:
         run = session.run
         review = session.review
         if review is not None and review.kept is not None:  # decided before a crash; only finishing was left
-            return session.best_report() or _missing_report(run.id)
+            kept = session.best_report()
+            if kept is None:
+                raise UnexpectedModelBehavior(f"run {run.id}: its review is decided but the kept report is missing")
+            return kept
         sources = session.deps.sources
         if review is None or review.revision != "revised":
             report = finished_report(session.messages, sources)
@@ -351,7 +356,6 @@ class DurableRunner:
                 if isinstance(outcome, DeferredToolRequests):
                     return outcome
                 report = outcome
-            critic = self._critic_for(run)
             if critic is None:
                 return report
             review = session.review = review or Review(
@@ -384,7 +388,6 @@ class DurableRunner:
             deferred = None
         else:
             prompt = None
-            critic = self._critic_for(run)
         assert review is not None and critic is not None
         revised = finished_report(session.messages, sources) if prompt is None else None
         if revised is None:
@@ -843,10 +846,6 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, BaseExceptionGroup):
         return "; ".join(_describe(e) for e in exc.exceptions)
     return f"{type(exc).__name__}: {exc}"
-
-
-def _missing_report(run_id: str) -> ResearchReport:
-    raise UnexpectedModelBehavior(f"run {run_id}: its review is decided but the report it kept is missing")
 
 
 def _redacted_review(review: Review | None) -> dict[str, object] | None:
