@@ -23,7 +23,7 @@ from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, Tool
 from pydantic_ai.tools import DeferredToolResults, ToolApproved, ToolDenied
 
 from agent.errors import ApprovalError, LeaseLostError
-from agent.store import JSONValue, RunRecord, StepRecord, _insert_steps, _run_from_row
+from agent.store import JSONValue, RunRecord, StepRecord, _insert_steps, _run_from_row, insert_audit
 from budgets._loops import call_key
 
 ApprovalStatus = Literal["pending", "approved", "rejected", "expired"]
@@ -164,7 +164,9 @@ class ApprovalStore:
         """Approve or reject a pending request; the run is queued again once nothing of it is pending."""
         status: ApprovalStatus = "approved" if approve else "rejected"
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow("SELECT * FROM approvals WHERE id = $1 FOR UPDATE", approval_id.strip())
+            row = await conn.fetchrow(
+                "SELECT *, expires_at <= now() AS overdue FROM approvals WHERE id = $1 FOR UPDATE", approval_id.strip()
+            )
             if row is None:
                 raise ApprovalError(f"no approval request {approval_id!r}; see `research-agent approvals list`")
             current = _approval_from_row(row)
@@ -173,7 +175,7 @@ class ApprovalStore:
                     f"approval {current.id} is already {current.status}"
                     + (f" (by {current.decided_by})" if current.decided_by else "")
                 )
-            if await conn.fetchval("SELECT expires_at <= now() FROM approvals WHERE id = $1", current.id):
+            if row["overdue"]:
                 await _expire(conn, [current.id])  # committed: the timeout stands whatever is decided now
                 expired = True
             else:
@@ -193,6 +195,8 @@ class ApprovalStore:
 
     async def refused_calls(self, run_id: str, history: Sequence[ModelMessage]) -> frozenset[str]:
         """Call keys (`budgets.call_key`) of this run's rejected or expired calls: asking again is refused."""
+        if not history:  # a fresh run has asked nobody anything
+            return frozenset()
         rows = await self.pool.fetch(
             "SELECT tool_call_id FROM approvals WHERE run_id = $1 AND status IN ('rejected', 'expired')",
             uuid.UUID(run_id),
@@ -267,13 +271,13 @@ async def _audit_decision(conn: asyncpg.Connection | asyncpg.pool.PoolConnection
     }.get(approval.status, approval.status)
     if approval.note:
         reason += f": {approval.note}"
-    await conn.execute(
-        "INSERT INTO tool_audit (run_id, tool, args, decision, reason) VALUES ($1, $2, $3, $4, $5)",
-        uuid.UUID(approval.run_id),
-        approval.tool,
-        approval.args,
-        approval.status,
-        f"{reason} (approval {approval.id})",
+    await insert_audit(
+        conn,
+        approval.run_id,
+        tool=approval.tool,
+        args=approval.args,
+        decision=approval.status,
+        reason=f"{reason} (approval {approval.id})",
     )
 
 

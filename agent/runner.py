@@ -194,7 +194,7 @@ class DurableRunner:
             self._emit(run.id, "resume", f"resuming from {len(history)} committed messages", run.usage)
         corpus = CorpusStore(self.store.pool)
         try:
-            model = self._model_for(run)
+            model = self._model_for(run.config.model, fallback_models=run.config.fallback_models)
             search = self.search_backend or self._search_backend(run, corpus)
             pricer = _pricer(model, run)
             critic = self._critic_for(run)  # before any spend: a critic that cannot run fails the run now
@@ -235,7 +235,7 @@ class DurableRunner:
         )
         approvals = ApprovalStore(self.store.pool)
         deferred = await approvals.decided_results(run.id, history)
-        refused = await approvals.refused_calls(run.id, history) if history else frozenset[str]()
+        refused = await approvals.refused_calls(run.id, history)
         report: ResearchReport | None = None
         self._clocks[run.id] = lambda: session.guard.elapsed
         try:
@@ -300,9 +300,8 @@ class DurableRunner:
                 usage_limits=run.config.budget.usage_limits(),
                 cancellation_token=self._cancellation_token(run.id),
                 capabilities=[
-                    PolicyGuard(
-                        policy=run.config.tool_policy, refused=refused
-                    ),  # outermost: a refused call runs nothing
+                    # outermost: a call the policy refuses runs nothing inside it
+                    PolicyGuard(policy=run.config.tool_policy, refused=refused),
                     ToolCallGuard(per_tool=run.config.budget.per_tool),
                     session.ledger,
                     session.guard,
@@ -470,20 +469,8 @@ class DurableRunner:
         label = run.config.critic_model
         if label is None:
             return None
-        if is_offline_model(label):
-            model: Model = OfflineCriticModel()
-        elif label in self.models:
-            model = self.models[label]
-        else:
-            if self._provider_http is None:
-                self._provider_http = retrying_http_client(self.settings)
-            model = resolve_model(label, settings=self.settings, http_client=self._provider_http)
-        pricer = pricer_for(model, overrides=run.config.model_prices)
-        if pricer is None and run.config.budget.max_cost_usd is not None:
-            raise ConfigurationError(
-                f"no price is known for the critic model {label!r}, so the cost cap cannot be enforced; set "
-                "RESEARCH_AGENT_MODEL_PRICES for it, pick another RESEARCH_AGENT_CRITIC_MODEL, or set it to `off`"
-            )
+        model = OfflineCriticModel() if is_offline_model(label) else self._model_for(label)
+        pricer = _pricer(model, run, role="critic model", alternative="set RESEARCH_AGENT_CRITIC_MODEL=off")
         return Critic(model=model, pricer=pricer, label=label)
 
     async def _park(self, session: _Session, requests: DeferredToolRequests, approvals: ApprovalStore) -> RunRecord:
@@ -645,8 +632,8 @@ class DurableRunner:
         seq = await self.store.next_step_seq(run.id)
         return [StepRecord(seq=seq, kind="event", name=decision.stop_reason, summary=decision.error or "", ok=False)]
 
-    def _model_for(self, run: RunRecord) -> Model:
-        label = run.config.model
+    def _model_for(self, label: str, *, fallback_models: Sequence[str] = ()) -> Model:
+        """A `Model` passed in for this label (tests, notebooks), else the label resolved with this worker's keys."""
         if label in self.models:
             return self.models[label]
         if self._provider_http is None:
@@ -654,7 +641,7 @@ class DurableRunner:
         return resolve_model(
             label,
             settings=self.settings,
-            fallback_models=run.config.fallback_models,
+            fallback_models=list(fallback_models),
             http_client=self._provider_http,
         )
 
@@ -809,15 +796,21 @@ def _usage_limit_reason(error: UsageLimitExceeded) -> str:
     return "tokens"
 
 
-def _pricer(model: Model, run: RunRecord) -> Pricer | None:
-    """The run's pricer; a cost cap with no known price is a configuration error, not a silent $0."""
+def _pricer(
+    model: Model,
+    run: RunRecord,
+    *,
+    role: str = "model",
+    alternative: str = "run without a cost cap (--max-cost none)",
+) -> Pricer | None:
+    """How to price `model` in this run; a cost cap with no known price is a configuration error, not a silent $0."""
     pricer = pricer_for(model, overrides=run.config.model_prices)
     if pricer is None and run.config.budget.max_cost_usd is not None:
         label = f"{model.system}:{model.model_name}"
         raise ConfigurationError(
-            f"no price is known for model {label!r}, so the ${run.config.budget.max_cost_usd} cost cap cannot "
+            f"no price is known for {role} {label!r}, so the ${run.config.budget.max_cost_usd} cost cap cannot "
             f'be enforced; set RESEARCH_AGENT_MODEL_PRICES=\'{{"{label}": {{"input_per_mtok": ..., '
-            '"output_per_mtok": ...}}\' or run without a cost cap (--max-cost none)'
+            f'"output_per_mtok": ...}}}}\' or {alternative}'
         )
     return pricer
 

@@ -419,14 +419,7 @@ class RunStore:
     # --- tool policy audit (append-only; see agent/migrations/0004_audit.sql) -------------------
     async def audit(self, run_id: str, *, tool: str, args: JSONValue, decision: str, reason: str) -> None:
         """Append one tool-policy decision; `args` must already be redacted."""
-        await self.pool.execute(
-            "INSERT INTO tool_audit (run_id, tool, args, decision, reason) VALUES ($1, $2, $3, $4, $5)",
-            uuid.UUID(run_id),
-            tool,
-            args,
-            decision,
-            reason,
-        )
+        await insert_audit(self.pool, run_id, tool=tool, args=args, decision=decision, reason=reason)
 
     async def audit_rows(self, run_id: str) -> list[AuditRecord]:
         rows = await self.pool.fetch("SELECT * FROM tool_audit WHERE run_id = $1 ORDER BY id", uuid.UUID(run_id))
@@ -509,6 +502,20 @@ class RunStore:
             page.fetched_at,
             ttl,
         )
+
+
+async def insert_audit(
+    conn: Connection | asyncpg.Pool, run_id: str, *, tool: str, args: JSONValue, decision: str, reason: str
+) -> None:
+    """Append a row to the append-only `tool_audit`, on a pool or inside a caller's transaction."""
+    await conn.execute(
+        "INSERT INTO tool_audit (run_id, tool, args, decision, reason) VALUES ($1, $2, $3, $4, $5)",
+        uuid.UUID(run_id),
+        tool,
+        args,
+        decision,
+        reason,
+    )
 
 
 async def _insert_steps(conn: Connection, run_id: uuid.UUID, steps: Sequence[StepRecord]) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
+import time
 from contextlib import suppress
 
 import logfire
@@ -51,6 +53,7 @@ class Worker:
             progress=progress,
         )
         self._approvals = ApprovalStore(runtime.pool)
+        self._approvals_checked = -math.inf
         self._active: dict[str, asyncio.Task[RunRecord]] = {}
         self._stopping = asyncio.Event()
         # The kill switch: no claims while it is on, and every run executing here stops within ~1 s.
@@ -95,7 +98,14 @@ class Worker:
         return self.finished
 
     async def _expire_approvals(self) -> None:
-        """Time out approval requests nobody decided (a rejection), so their runs can go on."""
+        """Time out approval requests nobody decided (a rejection), so their runs can go on.
+
+        At most once per poll interval: a worker draining a queue claims runs back to back.
+        """
+        now = time.monotonic()
+        if now - self._approvals_checked < self.runtime.settings.worker_poll_seconds:
+            return
+        self._approvals_checked = now
         try:
             expired = await self._approvals.expire_due()
         except Exception as exc:  # a database blip: the next poll tries again
