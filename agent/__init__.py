@@ -5,8 +5,10 @@ result = await research("What changed in HTTP/3?")
 """
 
 from agent.api import ResearchResult, Runtime, RunView, get_run, open_runtime, research, submit
-from agent.approvals import Approval, ApprovalStore
 from agent.config import RunConfig, RunStatus
+from agent.durable.approvals import Approval, ApprovalStore
+from agent.durable.store import RunRecord, StepRecord
+from agent.durable.worker import Worker
 from agent.errors import (
     ApprovalError,
     ConfigurationError,
@@ -19,12 +21,10 @@ from agent.errors import (
     RunRefusedError,
 )
 from agent.events import ProgressEvent
-from agent.guardrails import QuestionScreen, screen_question
+from agent.guardrails.screening import QuestionScreen, screen_question
 from agent.replay import RunTrace, export_run, load_trace, replay
 from agent.report import Citation, PartialFindings, ResearchReport
 from agent.settings import Settings
-from agent.store import RunRecord, StepRecord
-from agent.worker import Worker
 from budgets import Budget
 
 __all__ = [

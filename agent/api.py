@@ -16,25 +16,25 @@ import logfire
 from pydantic_ai.models import Model
 from pydantic_ai.usage import RunUsage
 
-from agent._database import open_database
-from agent._prompts import research_prompt
-from agent._telemetry import configure_telemetry
-from agent.approvals import Approval, ApprovalStore
 from agent.config import RunConfig, RunStatus
-from agent.controls import SharedControlWatcher, ensure_accepting_runs
+from agent.durable.approvals import Approval, ApprovalStore
+from agent.durable.controls import SharedControlWatcher, ensure_accepting_runs
+from agent.durable.database import open_database
+from agent.durable.runner import DurableRunner
+from agent.durable.store import AuditRecord, RunRecord, RunStore, StepRecord
 from agent.errors import QuestionRefusedError, RunNotFoundError
 from agent.events import ProgressCallback, ignore_progress
-from agent.guardrails import MAX_QUESTION_CHARS as _MAX_QUESTION_CHARS
-from agent.guardrails import QuestionScreen, screen_question
+from agent.guardrails.screening import MAX_QUESTION_CHARS as _MAX_QUESTION_CHARS
+from agent.guardrails.screening import QuestionScreen, screen_question
 from agent.models import ModelSpec, model_label
+from agent.prompts import research_prompt
 from agent.report import PartialFindings, ResearchReport
-from agent.runner import DurableRunner
 from agent.settings import Settings
-from agent.store import AuditRecord, RunRecord, RunStore, StepRecord
+from agent.telemetry import configure_telemetry
 from budgets import Budget
 from tools import SearchBackend
 
-MAX_QUESTION_CHARS = _MAX_QUESTION_CHARS  # kept here for callers; the limit lives in agent.guardrails
+MAX_QUESTION_CHARS = _MAX_QUESTION_CHARS  # kept here for callers; the limit lives in agent.guardrails.screening
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,7 +77,7 @@ class RunView:
 
 
 def validate_question(question: str) -> str:
-    """Refuse questions that cannot be researched, with a message that says why (see `agent.guardrails`)."""
+    """Refuse questions that cannot be researched, with a message that says why (see `agent.guardrails.screening`)."""
     return screen_question(question, refuse_injection=False).text
 
 

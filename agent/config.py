@@ -34,7 +34,7 @@ class RunConfig(BaseModel):
     tool_policy: ToolPolicy = Field(default_factory=ToolPolicy)
     approval_timeout_seconds: float = 3_600.0
     critic_model: str | None = None
-    """The model grading the report (`agent.critic`); None: no critic, no revision."""
+    """The model grading the report (`agent.review.critic`); None: no critic, no revision."""
     critic_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
 
     @classmethod

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agent.config import RunConfig
+from agent.durable.store import RunStore
 from agent.events import ProgressCallback, ProgressEvent, ProgressKind, ignore_progress
-from agent.store import RunStore
 from tools import FetchedPage, LocalPages, SearchBackend
 
 

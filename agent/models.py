@@ -159,7 +159,7 @@ def _single_model(spec: ModelSpec, settings: Settings, http_client: httpx2.Async
     if spec.startswith("factory:"):
         return _load_factory(spec)
     if is_offline_model(spec):
-        from agent.offline import offline_model
+        from agent.offline.model import offline_model
 
         return offline_model()
 

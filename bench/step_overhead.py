@@ -1,6 +1,6 @@
 """Per-turn cost of durability: `Runtime.research` (DurableRunner) vs a plain `agent.run`, side by side.
 
-Both sides run the real research agent (`agent._agent.build_agent()`) with the same scripted
+Both sides run the real research agent (`agent.research_agent.build_agent()`) with the same scripted
 `FunctionModel`: turn 1 calls `record_plan`, turns 2..N-1 call `web_search` against an in-memory
 backend, turn N returns the final report (no citations). Nothing touches the network: the search
 backend is a Python object, PostgreSQL is an embedded server in a temp dir, logfire exports nothing.
@@ -36,13 +36,13 @@ from pydantic_ai import Agent
 from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
-from agent._agent import ResearchOutput, build_agent
-from agent._database import _init_connection, apply_migrations, create_pool
-from agent._prompts import research_prompt
 from agent.api import Runtime
 from agent.config import RunConfig
 from agent.deps import ResearchDeps
+from agent.durable.database import _init_connection, apply_migrations, create_pool
 from agent.models import model_label
+from agent.prompts import research_prompt
+from agent.research_agent import ResearchOutput, build_agent
 from agent.settings import Settings
 from budgets import Budget
 from tools._types import SearchHit
@@ -120,7 +120,7 @@ class SqlCounter:
 
 
 async def counting_pool(dsn: str, counter: SqlCounter) -> asyncpg.Pool:
-    """Like `agent._database.create_pool`, plus a query logger on every connection."""
+    """Like `agent.durable.database.create_pool`, plus a query logger on every connection."""
 
     async def init(conn: asyncpg.Connection) -> None:
         await _init_connection(conn)

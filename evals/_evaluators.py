@@ -23,9 +23,9 @@ from pydantic_evals.evaluators import (
     OutputConfig,
 )
 
-from agent._citations import normalize_text
-from agent._offline_critic import grade_answer
-from agent._text_match import (
+from agent.citations import normalize_text
+from agent.offline.critic import grade_answer
+from agent.offline.text_match import (
     contains_phrase,
     is_not_found,
 )

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 from pydantic_evals.reporting import EvaluationReport
 
-from agent._prompts import research_prompt
+from agent.prompts import research_prompt
 from agent.settings import is_offline_model
 from evals._datasets import ResearchDataset, default_datasets_dir, load_dataset
 from evals._evaluators import critic_for, critic_version

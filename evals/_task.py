@@ -21,8 +21,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from agent._database import apply_migrations, create_pool
 from agent.api import Runtime
+from agent.durable.database import apply_migrations, create_pool
 from agent.models import ModelSpec
 from agent.settings import Settings
 from budgets import Budget

@@ -75,7 +75,7 @@ class CaseMetadata(BaseModel):
 
 
 class StepView(BaseModel):
-    """One stored step of the run (`agent.store.StepRecord`), as the evaluators need it."""
+    """One stored step of the run (`agent.durable.store.StepRecord`), as the evaluators need it."""
 
     kind: str
     name: str

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from agent._database import apply_migrations, create_pool, embedded_database_url
 from agent.api import Runtime
+from agent.durable.database import apply_migrations, create_pool, embedded_database_url
 from agent.settings import Settings
 from budgets import ModelPrice
 from tests._http_server import LocalHTTPServer

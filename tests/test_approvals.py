@@ -18,10 +18,10 @@ import pytest
 from pydantic_ai.messages import ModelRequest, ToolReturnPart
 
 from agent.api import Runtime
+from agent.durable.worker import Worker
 from agent.errors import ApprovalError
 from agent.models import model_label
 from agent.settings import Settings
-from agent.worker import Worker
 from tests._http_server import LocalHTTPServer
 from tests._processes import ROOT, start_worker, worker_env
 from tests._web import install_web

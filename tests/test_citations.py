@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
-from agent._citations import check_citations, normalize_text
 from agent.api import Runtime
+from agent.citations import check_citations, normalize_text
 from agent.report import Citation, ResearchReport
 from tests._http_server import LocalHTTPServer
 from tests._web import install_web

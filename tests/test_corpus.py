@@ -14,8 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from agent._database import create_pool
 from agent.api import Runtime
+from agent.durable.database import create_pool
 from tools._corpus import CorpusSearchBackend, CorpusStore
 from tools._corpus_ingest import (
     MAX_FILE_BYTES,

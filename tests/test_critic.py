@@ -9,12 +9,12 @@ from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, Tool
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from rich.console import Console
 
-from agent._offline_critic import OfflineCriticModel, offline_critique
-from agent._render import run_detail
 from agent.api import Runtime
-from agent.critic import CRITIQUE_TAG, Critique, Review, critique_request, revision_request
+from agent.cli.render import run_detail
+from agent.durable.worker import Worker
+from agent.offline.critic import OfflineCriticModel, offline_critique
 from agent.report import Citation, ResearchReport
-from agent.worker import Worker
+from agent.review.critic import CRITIQUE_TAG, Critique, Review, critique_request, revision_request
 from budgets import Budget
 from tests._http_server import LocalHTTPServer
 from tests._web import install_web
@@ -222,7 +222,7 @@ def test_offline_critique_is_a_pure_function_of_the_report() -> None:
 
 
 async def test_the_offline_critic_model_reads_the_framed_report() -> None:
-    from agent.critic import critic_agent
+    from agent.review.critic import critic_agent
 
     report = ResearchReport(
         answer="HTTP/3 runs over QUIC instead of TCP.",

@@ -19,7 +19,7 @@ from pydantic_ai.messages import ModelMessage, ModelResponse
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from agent.api import Runtime
-from agent.controls import DailySpend, KillSwitch, RunSpend
+from agent.durable.controls import DailySpend, KillSwitch, RunSpend
 from agent.errors import RunRefusedError
 from agent.settings import Settings
 from budgets import SpendGate

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-import agent._agent
-import agent._citations
-import agent.offline
-from agent._offline_policy import Evidence, Page
+import agent.citations
+import agent.offline.model
+import agent.research_agent
+from agent.offline.policy import Evidence, Page
 from evals import SuiteOptions, SuiteResult, run_suite, write_reports
 from tools import CorpusStore, FetchedPage
 
@@ -77,15 +77,15 @@ async def test_unchanged_code_never_fails_the_gate(options: SuiteOptions) -> Non
 async def test_unchecked_citations_with_fabricated_quotes_fail_on_grounding(
     options: SuiteOptions, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(agent._agent, "check_citations", lambda report, sources: [])
-    monkeypatch.setattr(agent._citations, "check_citations", lambda report, sources: [])
-    select = agent.offline.select_evidence
+    monkeypatch.setattr(agent.research_agent, "check_citations", lambda report, sources: [])
+    monkeypatch.setattr(agent.citations, "check_citations", lambda report, sources: [])
+    select = agent.offline.model.select_evidence
 
     def paraphrasing(*args: object, **kwargs: object) -> list[Evidence]:
         chosen = select(*args, **kwargs)  # type: ignore[arg-type]
         return [dataclasses.replace(e, quote="In other words, " + e.quote.replace(" the ", " a ")) for e in chosen]
 
-    monkeypatch.setattr(agent.offline, "select_evidence", paraphrasing)
+    monkeypatch.setattr(agent.offline.model, "select_evidence", paraphrasing)
     result = await run_suite(options)
     assert not result.passed
     assert "grounding" in _failing(result)
@@ -115,23 +115,23 @@ async def test_broken_extraction_fails_on_key_facts(options: SuiteOptions, monke
 async def test_a_policy_that_skips_fetching_fails_on_trajectory(
     options: SuiteOptions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    read_return, next_step = agent.offline._read_return, agent.offline._next_step
+    read_return, next_step = agent.offline.model._read_return, agent.offline.model._next_step
     hit = re.compile(r"^\d+\. ([^\n]*)\n {3}(\S+)\n {3}([^\n]*)$", re.MULTILINE)
 
-    def snippets_as_pages(transcript: agent.offline._Transcript, part: object, call: object) -> None:
+    def snippets_as_pages(transcript: agent.offline.model._Transcript, part: object, call: object) -> None:
         read_return(transcript, part, call)  # type: ignore[arg-type]
-        if getattr(part, "tool_name", None) == agent.offline.SEARCH_TOOL:
-            results, _ = agent.offline.unframe(str(agent.offline._as_dict(part.content).get("results", "")))  # type: ignore[attr-defined]
+        if getattr(part, "tool_name", None) == agent.offline.model.SEARCH_TOOL:
+            results, _ = agent.offline.model.unframe(str(agent.offline.model._as_dict(part.content).get("results", "")))  # type: ignore[attr-defined]
             transcript.pages += [Page(url=m[2], title=m[1], text=m[3]) for m in hit.finditer(results)]
 
-    def answer_instead_of_fetching(transcript: agent.offline._Transcript) -> object:
+    def answer_instead_of_fetching(transcript: agent.offline.model._Transcript) -> object:
         step = next_step(transcript)
-        if isinstance(step, agent.offline._Calls) and step.tool == agent.offline.FETCH_TOOL:
-            return agent.offline._answer(transcript)  # answer from the search snippets
+        if isinstance(step, agent.offline.model._Calls) and step.tool == agent.offline.model.FETCH_TOOL:
+            return agent.offline.model._answer(transcript)  # answer from the search snippets
         return step
 
-    monkeypatch.setattr(agent.offline, "_read_return", snippets_as_pages)
-    monkeypatch.setattr(agent.offline, "_next_step", answer_instead_of_fetching)
+    monkeypatch.setattr(agent.offline.model, "_read_return", snippets_as_pages)
+    monkeypatch.setattr(agent.offline.model, "_next_step", answer_instead_of_fetching)
     result = await run_suite(options)
     assert not result.passed
     assert "trajectory" in _failing(result)

@@ -6,7 +6,7 @@ import pytest
 
 from agent.api import Runtime, validate_question
 from agent.errors import InvalidQuestionError, QuestionRefusedError
-from agent.guardrails import MAX_QUESTION_CHARS, screen_question
+from agent.guardrails.screening import MAX_QUESTION_CHARS, screen_question
 from agent.settings import Settings
 from tests._processes import worker_env
 from tests.test_cli import MODEL, cli

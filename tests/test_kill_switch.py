@@ -23,11 +23,11 @@ from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from agent.api import Runtime
-from agent.controls import DailySpend, KillSwitch
+from agent.durable.controls import DailySpend, KillSwitch
+from agent.durable.store import RunRecord
+from agent.durable.worker import Worker
 from agent.errors import RunRefusedError
 from agent.settings import Settings
-from agent.store import RunRecord
-from agent.worker import Worker
 from tests._http_server import LocalHTTPServer
 from tests._processes import ROOT, start_worker, wait_for, worker_env
 from tests._web import block_first_hit, install_web

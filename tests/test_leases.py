@@ -11,9 +11,9 @@ import pytest
 from pydantic_ai.usage import RunUsage
 
 from agent.api import Runtime
+from agent.durable.store import TurnCommit
 from agent.errors import LeaseLostError
 from agent.settings import Settings
-from agent.store import TurnCommit
 from tests._http_server import LocalHTTPServer
 from tests._processes import start_worker, worker_env
 from tests._web import install_web

@@ -23,8 +23,10 @@ from pydantic_ai.models import ModelRequestParameters
 from pydantic_ai.settings import ModelSettings
 from pydantic_ai.tools import ToolDefinition
 
-from agent._citations import CitationProblem, check_citations
-from agent._offline_policy import (
+from agent.api import Runtime
+from agent.citations import CitationProblem, check_citations
+from agent.offline.model import OfflineResearchModel, offline_model
+from agent.offline.policy import (
     MAX_QUOTE_CHARS,
     MIN_QUOTE_CHARS,
     NOT_FOUND,
@@ -41,8 +43,6 @@ from agent._offline_policy import (
     unframe,
     unresolved,
 )
-from agent.api import Runtime
-from agent.offline import OfflineResearchModel, offline_model
 from agent.report import ResearchReport
 from tests._http_server import LocalHTTPServer, Response
 from tests._web import install_web
@@ -594,7 +594,7 @@ async def test_a_search_with_no_results_gets_an_honest_answer(runtime: Runtime, 
 async def test_two_runs_give_the_same_report(runtime: Runtime, http_server: LocalHTTPServer) -> None:
     install_web(http_server, pages=TOPICS)
     first = await runtime.research(BEES_QUESTION, model=OfflineResearchModel())
-    second = await runtime.research(BEES_QUESTION, model="factory:agent.offline:offline_model")
+    second = await runtime.research(BEES_QUESTION, model="factory:agent.offline.model:offline_model")
     assert first.report is not None and second.report is not None
     assert first.report.model_dump() == second.report.model_dump()
     assert (first.usage.input_tokens, first.usage.output_tokens) == (

@@ -20,8 +20,8 @@ import pytest
 from pydantic_ai.messages import ModelRequest, ToolReturnPart
 
 from agent.api import ResearchResult, Runtime
+from agent.durable.worker import Worker
 from agent.settings import Settings
-from agent.worker import Worker
 from tests._fake_openai import FakeOpenAI, Fault
 from tests._http_server import LocalHTTPServer
 from tests._web import ARTICLES, install_web

@@ -14,8 +14,8 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart, User
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from rich.console import Console
 
-from agent._render import run_detail
 from agent.api import Runtime
+from agent.cli.render import run_detail
 from tests._http_server import LocalHTTPServer
 from tests._web import install_web
 from tools import ToolPolicyOverrides

@@ -11,10 +11,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
-from agent._redact import SCRUBBED, redact_report, redact_text
-from agent._telemetry import scrubbing_options
 from agent.api import Runtime
+from agent.guardrails.redaction import SCRUBBED, redact_report, redact_text
 from agent.report import Citation, ResearchReport
+from agent.telemetry import scrubbing_options
 
 OPENAI = "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv"
 ANTHROPIC = "sk-ant-api03-Zx9yW8vU7tS6rQ5pO4nM3lK2"

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from rich.console import Console
 
-from agent._render import LiveProgress
+from agent.cli.render import LiveProgress
 from agent.events import ProgressEvent
 
 

@@ -40,7 +40,7 @@ async def test_a_change_that_alters_the_tool_calls_fails_the_replay(
         def __init__(self, *, per_tool: dict[str, int]) -> None:
             super().__init__(per_tool={**per_tool, "fetch_url": 1})
 
-    monkeypatch.setattr("agent.runner.ToolCallGuard", FetchOnce)
+    monkeypatch.setattr("agent.durable.runner.ToolCallGuard", FetchOnce)
     result = await replay(runtime, trace)
     problems = result.differences()
     assert problems and any("tool calls" in p or "status" in p for p in problems)

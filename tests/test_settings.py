@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from agent.durable.runner import _CorpusUrlsOnly
 from agent.errors import ConfigurationError
-from agent.runner import _CorpusUrlsOnly
 from agent.settings import Settings
 from tools import CorpusStore
 
@@ -48,7 +48,7 @@ def test_base_url_without_a_model_name_is_a_configuration_error(monkeypatch: pyt
 
 
 async def test_online_runs_never_read_mirrored_pages_from_the_corpus(database_url: str) -> None:
-    from agent._database import create_pool
+    from agent.durable.database import create_pool
 
     pool = await create_pool(database_url, max_size=2)
     try:

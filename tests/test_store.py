@@ -11,10 +11,10 @@ from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, Text
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.usage import RunUsage
 
-from agent._database import apply_migrations, load_migrations
 from agent.api import Runtime
+from agent.durable.database import apply_migrations, load_migrations
+from agent.durable.store import StepRecord, TurnCommit
 from agent.errors import RunNotFoundError
-from agent.store import StepRecord, TurnCommit
 from tests._http_server import LocalHTTPServer
 from tests._web import install_web
 from tests.scripted import ResearchScript

@@ -22,8 +22,8 @@ import asyncpg
 from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, ToolCallPart
 from pydantic_ai.tools import DeferredToolResults, ToolApproved, ToolDenied
 
+from agent.durable.store import JSONValue, RunRecord, StepRecord, _insert_steps, _run_from_row, insert_audit
 from agent.errors import ApprovalError, LeaseLostError
-from agent.store import JSONValue, RunRecord, StepRecord, _insert_steps, _run_from_row, insert_audit
 from budgets._loops import call_key
 
 ApprovalStatus = Literal["pending", "approved", "rejected", "expired"]

@@ -2,7 +2,7 @@
 
 `OfflineResearchModel` is a pydantic-ai `Model` that drives the real tools through a fixed policy:
 plan, search, fetch the top three results in one turn, then answer with the BM25-best sentences of
-the fetched pages (see `agent._offline_policy`). Every step is decided from the message history
+the fetched pages (see `agent.offline.policy`). Every step is decided from the message history
 alone, so a run resumed after a crash continues where it stopped; tool call ids are derived from the
 history length too, so a turn regenerated from the same history is identical, ids included.
 
@@ -43,7 +43,7 @@ from pydantic_ai.settings import ModelSettings
 from pydantic_ai.usage import RequestUsage
 from pydantic_core import to_jsonable_python
 
-from agent._offline_policy import (
+from agent.offline.policy import (
     NOT_FOUND,
     Page,
     compose_answer,
@@ -72,7 +72,7 @@ CHARS_PER_TOKEN: Final = 4
 _RESULT_URL: Final = re.compile(r"^\d+\. [^\n]*\n {3}((?:https?|corpus)://\S+)$", re.MULTILINE)
 # How the output validator names a citation it rejects: "citation N (url): reason".
 _COMPLAINT: Final = re.compile(r"citation (\d+) \((.*?)\): ")
-# The critique in a revision request (`agent.critic.revision_request`).
+# The critique in a revision request (`agent.review.critic.revision_request`).
 _CRITIQUE: Final = re.compile(r"<critique>\s*(\{.*\})\s*</critique>", re.DOTALL)
 # The fences `prepare_messages` puts around output feedback when it renders it as user text.
 _FEEDBACK_FENCES: Final = re.compile(r"<(?:retry_feedback|validation_errors)>")
@@ -416,5 +416,5 @@ class OfflineResearchModel(Model):
 
 
 def offline_model() -> OfflineResearchModel:
-    """A fresh offline model; importable as `factory:agent.offline:offline_model` for workers."""
+    """A fresh offline model; importable as `factory:agent.offline.model:offline_model` for workers."""
     return OfflineResearchModel()

@@ -21,8 +21,15 @@ from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.settings import ModelSettings
 from pydantic_ai.usage import RequestUsage
 
-from agent._text_match import content_terms, covers, is_not_found, relays_instructions, split_claims, unquoted_words
-from agent.critic import Critique
+from agent.offline.text_match import (
+    content_terms,
+    covers,
+    is_not_found,
+    relays_instructions,
+    split_claims,
+    unquoted_words,
+)
+from agent.review.critic import Critique
 
 SUPPORT_OVERLAP: Final = 0.8
 """A paraphrased claim counts as supported when this share of its content words is in a single cited quote."""
@@ -110,7 +117,7 @@ def offline_critique(question: str, answer: str, quotes: Sequence[str]) -> Criti
 
 
 def _request_payload(messages: Sequence[ModelMessage]) -> dict[str, object]:
-    """The JSON report `agent.critic.critique_request` framed into the last user message."""
+    """The JSON report `agent.review.critic.critique_request` framed into the last user message."""
     for message in reversed(messages):
         if not isinstance(message, ModelRequest):
             continue

@@ -17,7 +17,7 @@ from pydantic_ai.messages import (
 )
 from pydantic_core import to_jsonable_python
 
-from agent.store import JSONValue, StepRecord
+from agent.durable.store import JSONValue, StepRecord
 
 SUMMARY_CHARS = 300
 

@@ -30,8 +30,8 @@ from typing import Any
 import asyncpg
 import logfire
 
+from agent.durable.store import Connection
 from agent.errors import RunRefusedError
-from agent.store import Connection
 from budgets import SpendGate, SpendHooks
 
 CHANNEL = "research_agent_controls"

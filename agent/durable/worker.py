@@ -16,11 +16,11 @@ import logfire
 from pydantic_ai.models import Model
 
 from agent.api import Runtime, new_worker_id
-from agent.approvals import ApprovalStore
-from agent.controls import ControlWatcher, KillSwitchState
+from agent.durable.approvals import ApprovalStore
+from agent.durable.controls import ControlWatcher, KillSwitchState
+from agent.durable.runner import DurableRunner
+from agent.durable.store import RunRecord, release_lease
 from agent.events import ProgressCallback, ignore_progress
-from agent.runner import DurableRunner
-from agent.store import RunRecord, release_lease
 
 
 class Worker:

@@ -14,9 +14,9 @@ from rich.table import Table
 from rich.text import Text
 
 from agent.api import RunView
-from agent.approvals import Approval
+from agent.durable.approvals import Approval
+from agent.durable.store import AuditRecord, RunRecord, StepRecord, usage_to_json
 from agent.events import ProgressEvent
-from agent.store import AuditRecord, RunRecord, StepRecord, usage_to_json
 
 
 def decimal_text(value: Decimal) -> str:

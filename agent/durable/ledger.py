@@ -21,7 +21,7 @@ from pydantic_ai.tools import ToolDefinition
 from pydantic_core import to_jsonable_python
 
 from agent.deps import ResearchDeps
-from agent.store import ToolEffect
+from agent.durable.store import ToolEffect
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from pydantic_ai import Agent
 from pydantic_ai.settings import ModelSettings
 
-from agent._prompts import Prompt, load_prompt
+from agent.prompts import Prompt, load_prompt
 from agent.report import ResearchReport
 from tools import FetchedPage, frame_untrusted
 

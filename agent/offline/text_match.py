@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from typing import Final
 
-from agent._citations import normalize_text
+from agent.citations import normalize_text
 
 __all__ = [
     "contains_phrase",

@@ -1,6 +1,6 @@
 """The mechanics of a review: one critic call under the run's budget, and whether a revision is affordable.
 
-The runner decides what to do with a critique (`agent.runner`); this module only runs the critic agent
+The runner decides what to do with a critique (`agent.durable.runner`); this module only runs the critic agent
 with the run's usage, budget guard and kill switch, and estimates what a revision would need.
 """
 
@@ -19,9 +19,16 @@ from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, Tool
 from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.usage import RunUsage
 
-from agent._citations import check_citations, without_problems
-from agent.critic import CRITIC_SETTINGS, Critique, critic_agent, critic_prompt, critique_request, revision_request
+from agent.citations import check_citations, without_problems
 from agent.report import ResearchReport
+from agent.review.critic import (
+    CRITIC_SETTINGS,
+    Critique,
+    critic_agent,
+    critic_prompt,
+    critique_request,
+    revision_request,
+)
 from budgets import Budget, BudgetExceeded, BudgetGuard, Pricer, input_token_bound
 from tools import FetchedPage
 

@@ -41,7 +41,7 @@ class RunRecord:
     report: dict[str, JSONValue] | None
     partial: dict[str, JSONValue] | None
     review: dict[str, JSONValue] | None
-    """The critic's verdicts (`agent.critic.Review`), once the report was graded."""
+    """The critic's verdicts (`agent.review.critic.Review`), once the report was graded."""
     usage: RunUsage
     cost_usd: Decimal
     cost_known: bool

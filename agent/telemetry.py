@@ -9,7 +9,7 @@ import re
 
 import logfire
 
-from agent._redact import SCRUBBED, redact_text
+from agent.guardrails.redaction import SCRUBBED, redact_text
 from agent.settings import Settings
 
 _configured = False
@@ -33,7 +33,7 @@ def configure_telemetry(settings: Settings, *, console: bool = False) -> None:
     logfire.instrument_asyncpg()
 
 
-# Cheap shapes that make logfire hand a value to `_scrub`, which then redacts precisely (`agent._redact`).
+# Cheap shapes that make logfire hand a value to `_scrub`, which then redacts precisely (`agent.guardrails.redaction`).
 _TRIGGERS = (
     r"[A-Za-z0-9._%+-]@[A-Za-z0-9-]+\.[A-Za-z]",
     r"\d[\d ()+-]{6,}\d",

@@ -39,24 +39,24 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart
 from pydantic_ai.models import Model
 from pydantic_ai.usage import RunUsage
 
-from agent._agent import ResearchOutput, research_agent
-from agent._ledger import ToolLedger
-from agent._offline_critic import OfflineCriticModel
-from agent._policy_guard import PolicyGuard
-from agent._redact import redact_report, redact_text
-from agent._review import Critic, finished_report, grade, revision_shortfall
-from agent._steps import build_steps, index_tool_calls
-from agent.approvals import ApprovalRequest, ApprovalStore
 from agent.config import RunStatus
-from agent.controls import DailySpend, KillSwitch, RunSpend
-from agent.critic import Critique, Review, RevisionOutcome, critic_prompt, revision_request
 from agent.deps import ResearchDeps
+from agent.durable.approvals import ApprovalRequest, ApprovalStore
+from agent.durable.controls import DailySpend, KillSwitch, RunSpend
+from agent.durable.ledger import ToolLedger
+from agent.durable.steps import build_steps, index_tool_calls
+from agent.durable.store import RunRecord, RunStore, StepRecord, TurnCommit
 from agent.errors import ConfigurationError, LeaseLostError
 from agent.events import ProgressCallback, ProgressEvent, ProgressKind, ignore_progress
+from agent.guardrails.policy_guard import PolicyGuard
+from agent.guardrails.redaction import redact_report, redact_text
 from agent.models import resolve_model, retrying_http_client
+from agent.offline.critic import OfflineCriticModel
 from agent.report import PartialFindings, ResearchReport
+from agent.research_agent import ResearchOutput, research_agent
+from agent.review.critic import Critique, Review, RevisionOutcome, critic_prompt, revision_request
+from agent.review.grading import Critic, finished_report, grade, revision_shortfall
 from agent.settings import Settings, is_offline_model
-from agent.store import RunRecord, RunStore, StepRecord, TurnCommit
 from budgets import BudgetExceeded, BudgetGuard, Pricer, ToolCallGuard, pricer_for
 from tools import (
     CorpusSearchBackend,

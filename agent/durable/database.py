@@ -67,7 +67,7 @@ class Migration:
 def load_migrations() -> list[Migration]:
     """The numbered `.sql` files shipped in `agent/migrations`, in order."""
     found: list[Migration] = []
-    for entry in resources.files("agent.migrations").iterdir():
+    for entry in resources.files("agent.durable.migrations").iterdir():
         match = _MIGRATION_NAME.match(entry.name)
         if match:
             found.append(Migration(version=int(match.group(1)), name=entry.name, sql=entry.read_text()))

@@ -16,9 +16,9 @@ import logfire
 from pydantic import Field
 from pydantic_ai import Agent, DeferredToolRequests, ModelRetry, RunContext
 
-from agent._citations import check_citations, without_problems
-from agent._prompts import research_prompt
+from agent.citations import check_citations, without_problems
 from agent.deps import ResearchDeps
+from agent.prompts import research_prompt
 from agent.report import ResearchReport
 from tools import (
     FetchLimits,
@@ -43,7 +43,7 @@ def _render_hits(response: SearchResponse) -> str:
 
 
 ResearchOutput = ResearchReport | DeferredToolRequests
-"""A report, or the tool calls a human must approve before the run can go on (see `agent.approvals`)."""
+"""A report, or the tool calls a human must approve before the run can go on (see `agent.durable.approvals`)."""
 
 
 def build_agent() -> Agent[ResearchDeps, ResearchOutput]:

@@ -19,7 +19,8 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from agent._render import (
+from agent.api import Runtime, open_runtime
+from agent.cli.render import (
     LiveProgress,
     approval_json,
     approvals_table,
@@ -28,10 +29,9 @@ from agent._render import (
     run_json,
     runs_table,
 )
-from agent.api import Runtime, open_runtime
-from agent.approvals import Approval
 from agent.config import RunStatus
-from agent.controls import DailySpend, KillSwitch, KillSwitchState, SpendToday, SwitchChange
+from agent.durable.approvals import Approval
+from agent.durable.controls import DailySpend, KillSwitch, KillSwitchState, SpendToday, SwitchChange
 from agent.errors import ConfigurationError, InvalidQuestionError, ResearchAgentError, RunRefusedError
 from agent.settings import Settings, is_offline_model
 from budgets import Budget
@@ -220,7 +220,7 @@ def worker(
     exit_when_idle: Annotated[bool, typer.Option(help="Exit when the queue is empty.")] = False,
 ) -> None:
     """Process queued runs and resume abandoned ones until stopped (Ctrl-C)."""
-    from agent.worker import Worker
+    from agent.durable.worker import Worker
 
     async def body(runtime: Runtime) -> int:
         w = Worker(runtime, concurrency=concurrency, max_runs=max_runs, exit_when_idle=exit_when_idle)
