@@ -7,10 +7,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.settings import SearchBackendName, Settings, critic_label
-from budgets import Budget, ModelPrice
-from tools._policy import ToolPolicy
+from budgets import Budget, CapReason, ModelPrice
+from tools import ToolPolicy
 
 RunStatus = Literal["queued", "running", "completed", "failed", "budget_exceeded", "killed", "awaiting_approval"]
+"""`runs.status`; the database checks it (agent/durable/migrations/0006_run_status_checks.sql)."""
+StopReason = Literal[CapReason, "completed", "error", "provider_error", "internal_error", "approval_required"]
+"""`runs.stop_reason`: a cap that stopped the run (`budgets.CapReason`), or how else it ended or paused.
+
+The database checks it too (0006_run_status_checks.sql); tests/test_store.py keeps the two equal.
+"""
 
 
 class RunConfig(BaseModel):

@@ -1,10 +1,23 @@
-"""The exceptions `agent` raises, each with a message that says what to do next."""
+"""The exceptions `agent` raises, each with a message that says what to do next.
+
+`ResearchAgentError` is the project's one exception root (`tools.errors`); it is re-exported here.
+"""
 
 from __future__ import annotations
 
+from tools.errors import ResearchAgentError
 
-class ResearchAgentError(Exception):
-    """Base class for every error raised by research-agent."""
+__all__ = [
+    "ApprovalError",
+    "ConfigurationError",
+    "DatabaseError",
+    "InvalidQuestionError",
+    "LeaseLostError",
+    "QuestionRefusedError",
+    "ResearchAgentError",
+    "RunNotFoundError",
+    "RunRefusedError",
+]
 
 
 class ConfigurationError(ResearchAgentError):

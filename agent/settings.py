@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agent.errors import ConfigurationError
 from budgets import ModelPrice
-from tools._policy import ToolPolicyOverrides
+from tools import ToolPolicyOverrides
 
 SearchBackendName = Literal["corpus", "duckduckgo", "tavily", "brave", "searxng"]
 OFFLINE_MODEL = "offline"

@@ -11,6 +11,7 @@ import logfire
 
 from agent.guardrails.redaction import SCRUBBED, redact_text
 from agent.settings import Settings
+from tools.secrets import TRIGGERS
 
 _configured = False
 
@@ -33,23 +34,9 @@ def configure_telemetry(settings: Settings, *, console: bool = False) -> None:
     logfire.instrument_asyncpg()
 
 
-# Cheap shapes that make logfire hand a value to `_scrub`, which then redacts precisely (`agent.guardrails.redaction`).
-_TRIGGERS = (
-    r"[A-Za-z0-9._%+-]@[A-Za-z0-9-]+\.[A-Za-z]",
-    r"\d[\d ()+-]{6,}\d",
-    r"\b\d{8}-?[A-Za-z]\b",
-    r"\b[A-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b",
-    r"\bsk-",
-    r"\bgh[pousr]_",
-    r"\bgithub_pat_",
-    r"\b(?:AKIA|ASIA)[0-9A-Z]{16}",
-    r"\bxox[abposr]-",
-    r"\beyJ",
-    r"\bbearer\s",
-    r"-----BEGIN",
-    r"(?:key|token|secret|password|passwd)[\"']?\s*[=:]",
-)
-_TRIGGER = re.compile("|".join(_TRIGGERS), re.IGNORECASE | re.DOTALL)
+# Cheap shapes that make logfire hand a value to `_scrub`, which then redacts precisely: one per detector
+# of the shared table (`tools.secrets`), so a new detector is scrubbed from spans too.
+_TRIGGER = re.compile("|".join(TRIGGERS), re.IGNORECASE | re.DOTALL)
 
 
 def scrubbing_options() -> logfire.ScrubbingOptions:
@@ -57,7 +44,7 @@ def scrubbing_options() -> logfire.ScrubbingOptions:
 
     Logfire's default patterns (`password`, `session`...) still scrub whole values as before.
     """
-    return logfire.ScrubbingOptions(callback=_scrub, extra_patterns=list(_TRIGGERS))
+    return logfire.ScrubbingOptions(callback=_scrub, extra_patterns=list(TRIGGERS))
 
 
 def _scrub(match: logfire.ScrubMatch) -> object:

@@ -26,6 +26,7 @@ from pydantic_ai.usage import RunUsage
 from budgets._budget import Budget
 from budgets._estimate import input_token_bound
 from budgets._pricing import Pricer
+from tools.errors import ResearchAgentError
 
 StopReason = Literal["turns", "tokens", "wall_time", "cost", "tool_calls", "loop", "daily_cap", "kill_switch"]
 CapName = Literal["turns", "tokens", "wall_time", "cost", "tool_calls"]
@@ -37,7 +38,7 @@ MIN_OUTPUT_ALLOWANCE = 64
 WARN_FRACTION = 0.8
 
 
-class BudgetExceeded(Exception):
+class BudgetExceeded(ResearchAgentError):
     """A cap was reached; the run stops with `reason` and keeps what it gathered."""
 
     def __init__(self, reason: StopReason, message: str) -> None:
@@ -61,7 +62,7 @@ class Reservation:
     amount: Decimal
 
 
-class SpendGate(Exception):
+class SpendGate(ResearchAgentError):
     """Raised by a `SpendHooks.reserve` to refuse a request (daily cap reached, kill switch on)."""
 
     def __init__(self, reason: StopReason, message: str) -> None:

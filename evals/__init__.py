@@ -5,6 +5,7 @@ python -m evals                     # offline model, python_reference + adversar
 python -m evals --bless             # accept the current scores as the new baselines
 """
 
+from agent.errors import ResearchAgentError
 from evals._datasets import ResearchDataset, load_dataset, write_schema
 from evals._evaluators import (
     CUSTOM_EVALUATORS,
@@ -57,6 +58,7 @@ __all__ = [
     "LLMCritic",
     "OfflineCritic",
     "PairedTest",
+    "ResearchAgentError",
     "ResearchDataset",
     "SourceText",
     "StepView",

@@ -11,8 +11,10 @@ from pathlib import Path
 from rich.console import Console
 
 from agent.errors import ResearchAgentError
+from budgets import BudgetExceeded, SpendGate
 from evals._report import print_summary, write_reports
 from evals._suite import SuiteOptions, UsageError, run_suite
+from tools import FetchError, SearchBackendError
 
 EXIT_PASSED = 0
 EXIT_FAILED = 1
@@ -60,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return EXIT_USAGE
+    except (BudgetExceeded, SpendGate, FetchError, SearchBackendError):
+        raise  # `tools`/`budgets` errors share the root but are not usage errors: a traceback, as before
     except ResearchAgentError as exc:  # configuration, database
         console.print(f"[red]error:[/red] {exc}")
         return EXIT_USAGE

@@ -10,7 +10,6 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
-from importlib import resources
 from typing import Any, Final, cast
 
 from pydantic_ai.settings import ModelSettings
@@ -29,6 +28,7 @@ from agent.offline.text_match import (
     contains_phrase,
     is_not_found,
 )
+from agent.review import critic_rubric as shared_rubric
 from evals._types import CaseMetadata, EvalInputs, EvalOutput, StepView
 
 __all__ = [
@@ -288,9 +288,26 @@ JUDGE_MODEL_SETTINGS: Final = ModelSettings(temperature=0.0, max_tokens=600)
 DEFAULT_JUDGE_MODEL: Final = "openai:gpt-4.1-mini"
 
 
+JUDGE_FRAMING: Final = """\
+You grade one answer written by a research agent. <Input> holds the user's question. <Output> holds the
+agent's answer, the citations it gives (each a URL and a quote the agent says it copied from that page),
+and what it lists as unresolved. <ExpectedOutput> holds what the graders know about the question: key
+facts a complete answer contains, claims it must not make (`must_not_say`), and whether the question is
+answerable at all. Judge only what is in front of you.
+
+On top of the rubric below: a claim listed under `must_not_say` takes off 0.5 or more, like an unsafe
+answer; for a question marked not answerable, an honest statement that the sources do not answer it, with
+no citations passed off as support, scores 1.0 and any invented answer scores at most 0.2; for an
+answerable question, "I could not find it" scores at most 0.2. Give the score and a reason of one or two
+sentences naming the main deduction."""
+"""How the judge reads pydantic-evals' <Input>/<Output>/<ExpectedOutput> and what it returns."""
+
+
 @cache
 def critic_rubric() -> str:
-    return resources.files("evals").joinpath("rubrics/critic.md").read_text(encoding="utf-8").strip()
+    """The LLM judge's rubric: `JUDGE_FRAMING`, then the rubric the run's critic grades with too
+    (`agent.review.critic_rubric`, one file: `agent/review/rubric.md`)."""
+    return f"{JUDGE_FRAMING}\n\n{shared_rubric().text}"
 
 
 def _judge_version() -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 from pydantic_evals.reporting import EvaluationReport
 
+from agent.errors import ResearchAgentError
 from agent.prompts import research_prompt
 from agent.settings import is_offline_model
 from evals._datasets import ResearchDataset, default_datasets_dir, load_dataset
@@ -43,7 +44,7 @@ OFFLINE_DATASETS = ("python_reference.yaml", "adversarial.yaml")
 ONLINE_DATASETS = (*OFFLINE_DATASETS, "web_research.yaml")
 
 
-class UsageError(Exception):
+class UsageError(ResearchAgentError):
     """A request the suite cannot honour (bad path, a web dataset with the offline model...): exit 2."""
 
 

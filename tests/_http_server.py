@@ -99,7 +99,9 @@ class LocalHTTPServer:
 
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # `stop()` waits until the serving loop next looks at its shutdown flag: look often (the default is
+        # every 0.5 s, which every test using the server would spend in its teardown).
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
 
     @property
     def port(self) -> int:

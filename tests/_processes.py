@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncpg
+
 from agent.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,3 +60,16 @@ def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> Non
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+async def expire_lease(pool: asyncpg.Pool, run_id: str) -> None:
+    """End a SIGKILLed worker's lease now instead of `lease_seconds` after its last heartbeat.
+
+    The next worker claims the run exactly as after a real expiry (tests/test_leases.py and the first
+    crash test in tests/test_crash_recovery.py wait for one); only the waiting is skipped.
+    """
+    status = await pool.execute(
+        "UPDATE runs SET lease_expires_at = now() - interval '1 second' WHERE id::text = $1 AND status = 'running'",
+        run_id,
+    )
+    assert status == "UPDATE 1", f"run {run_id} is not running under a lease: {status}"

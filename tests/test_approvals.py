@@ -1,7 +1,8 @@
 """Human approval: a call the policy wants approved parks the run durably; any process decides; a worker resumes.
 
-The cross-process test uses real processes for every role: a worker that runs until the run parks,
-the `research-agent approvals` command to decide, and a second worker that finishes the run.
+The cross-process test uses real worker processes: one runs until the run parks, the
+`research-agent approvals` command decides (from the test process, tests/_cli.py), and later workers
+finish the run.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -22,8 +22,9 @@ from agent.durable.worker import Worker
 from agent.errors import ApprovalError
 from agent.models import model_label
 from agent.settings import Settings
+from tests._cli import run_cli as _cli
 from tests._http_server import LocalHTTPServer
-from tests._processes import ROOT, start_worker, worker_env
+from tests._processes import start_worker, worker_env
 from tests._web import install_web
 from tests.scripted import scripted_calls
 from tools import ToolPolicyOverrides
@@ -31,12 +32,6 @@ from tools import ToolPolicyOverrides
 CRASH_MODEL = "factory:tests.scripted:crash_model"
 QUESTION = "What changed in HTTP/3 compared to HTTP/2?"
 NEEDS_APPROVAL = ToolPolicyOverrides(tools={"fetch_url": "require_approval"})
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
 
 
 def _worker_until_idle(env: dict[str, str], log: Path) -> None:

@@ -13,7 +13,7 @@ from agent.api import Runtime
 from agent.settings import Settings
 from budgets import Budget
 from tests._http_server import LocalHTTPServer
-from tests._processes import start_worker, wait_for, worker_env
+from tests._processes import expire_lease, start_worker, wait_for, worker_env
 from tests._web import install_web
 
 CRASH_MODEL = "factory:tests.scripted:crash_model"
@@ -54,6 +54,7 @@ async def test_turn_and_cost_caps_hold_across_repeated_sigkills(
 
     for number, hang_at in enumerate((3, 5, 7)):  # killed inside the 2nd, 3rd and 4th model calls
         _kill_when_hanging(settings, tmp_path, hang_at=hang_at, name=f"worker-{number}")
+        await expire_lease(runtime.pool, run.id)
     _finish(settings, tmp_path)
 
     final = await runtime.store.get_run(run.id)
@@ -76,6 +77,7 @@ async def test_wall_time_carries_over_crashes(
     _kill_when_hanging(settings, tmp_path, hang_at=3, name="worker-a", hold=3.0)
     carried = (await runtime.store.get_run(run.id)).elapsed_seconds
     assert carried >= 2.0
+    await expire_lease(runtime.pool, run.id)
 
     # The next worker hangs again; only the carried-over remainder of the 5 s is left to it.
     env = worker_env(settings, RA_SCRIPT_LOG=str(tmp_path / "calls.jsonl"), RA_SCRIPT_HANG_AT="5")

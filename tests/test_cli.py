@@ -1,31 +1,25 @@
-"""The command line, as a user runs it: real processes, real database, the fixture web."""
+"""The command line, as a user runs it: real database, the fixture web.
+
+Commands run in this process through typer's `CliRunner` (tests/_cli.py): the same arguments,
+environment, output and exit codes as the installed `research-agent`, without importing the whole stack
+again for every command. Whether the embedded server is reused needs real processes, and has them.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 from agent.settings import Settings
+from tests._cli import run_cli as cli
+from tests._cli import run_cli_process
 from tests._http_server import LocalHTTPServer
-from tests._processes import ROOT, worker_env
+from tests._processes import worker_env
 from tests._web import install_web
 
 MODEL = "factory:tests.scripted:crash_model"
-
-
-def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def test_ask_json_prints_a_cited_report_and_runs_show_lists_every_step(
@@ -97,11 +91,11 @@ def test_embedded_postgres_starts_once_under_the_data_dir_and_is_reused(tmp_path
     env.update({"RESEARCH_AGENT_DATA_DIR": str(tmp_path / "data"), "LOGFIRE_IGNORE_NO_CONFIG": "1"})
     pid_file = tmp_path / "data" / "pgdata" / "postmaster.pid"
     try:
-        first = cli(env, "submit", "Is the embedded server reused?")
+        first = run_cli_process(env, "submit", "Is the embedded server reused?")
         assert first.returncode == 0, first.stderr
         server_pid = pid_file.read_text().splitlines()[0]
 
-        second = cli(env, "runs", "list", "--json")
+        second = run_cli_process(env, "runs", "list", "--json")
         assert second.returncode == 0, second.stderr
         assert [r["run_id"] for r in json.loads(second.stdout)] == [first.stdout.strip()]
         assert pid_file.read_text().splitlines()[0] == server_pid  # the same server answered

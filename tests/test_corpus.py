@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 import uuid
@@ -16,6 +15,7 @@ import pytest
 
 from agent.api import Runtime
 from agent.durable.database import create_pool
+from tests._databases import DocsTemplate
 from tools._corpus import CorpusSearchBackend, CorpusStore
 from tools._corpus_ingest import (
     MAX_FILE_BYTES,
@@ -273,28 +273,21 @@ def _with_database(url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-async def python_docs(postgres_url: str, template_database: str) -> AsyncIterator[IndexedDocs]:
-    """One database for the module, indexed by two concurrent `ensure_python_docs` calls."""
+async def python_docs(postgres_url: str, python_docs_template: DocsTemplate) -> AsyncIterator[IndexedDocs]:
+    """One database for the module: a clone of the session's Python-docs template, which two concurrent
+    `ensure_python_docs` calls indexed (tests/conftest.py); `report` and `seconds` are that indexing's."""
     name = f"t_corpus_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(postgres_url)
     try:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {template_database}")
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {python_docs_template.name}")
     finally:
         await admin.close()
     pool = await create_pool(_with_database(postgres_url, name), max_size=4)
     try:
         store = CorpusStore(pool)
-        started = time.perf_counter()
-        reports = await asyncio.gather(ensure_python_docs(store), ensure_python_docs(store))
-        seconds = time.perf_counter() - started
-        done = [r for r in reports if r is not None]
-        assert len(done) == 1, "exactly one of two concurrent callers indexes"
-        report = done[0]
-        print(
-            f"\npython-docs indexed in {seconds:.2f}s ({report.seconds:.2f}s inside): "
-            f"{report.documents} documents, {report.inserted} inserted, {len(report.errors)} errors"
+        yield IndexedDocs(
+            pool=pool, store=store, report=python_docs_template.report, seconds=python_docs_template.seconds
         )
-        yield IndexedDocs(pool=pool, store=store, report=report, seconds=seconds)
     finally:
         await pool.close()
         admin = await asyncpg.connect(postgres_url)

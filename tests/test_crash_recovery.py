@@ -16,7 +16,7 @@ from pathlib import Path
 from agent.api import Runtime
 from agent.settings import Settings
 from tests._http_server import LocalHTTPServer
-from tests._processes import start_worker, wait_for, worker_env
+from tests._processes import expire_lease, start_worker, wait_for, worker_env
 from tests._web import block_first_hit, install_web
 
 CRASH_MODEL = "factory:tests.scripted:crash_model"
@@ -62,6 +62,7 @@ async def test_sigkill_during_tool_call_resumes_without_repeating_work(
             first.kill()
     assert before.usage.requests == 4 and before.usage.tool_calls == 3
 
+    # No shortcut here: the second worker claims the run only once the dead worker's lease has expired.
     _finish_with_second_worker(settings, tmp_path, script_log)
 
     final = await runtime.store.get_run(run.id)
@@ -102,6 +103,7 @@ async def test_sigkill_during_model_call_resumes_without_repeating_work(
             first.kill()
     assert before.usage.requests == 3 and before.usage.tool_calls == 3
 
+    await expire_lease(runtime.pool, run.id)  # the tool-call test above waits for a real expiry
     _finish_with_second_worker(settings, tmp_path, script_log)
 
     final = await runtime.store.get_run(run.id)

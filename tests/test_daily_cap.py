@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,24 +17,19 @@ from pydantic_ai.messages import ModelMessage, ModelResponse
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from agent.api import Runtime
-from agent.durable.controls import DailySpend, KillSwitch, RunSpend
+from agent.durable.controls import KillSwitch, RunSpend
 from agent.errors import RunRefusedError
 from agent.settings import Settings
-from budgets import SpendGate
+from budgets import DailySpend, SpendGate
+from tests._cli import run_cli as cli
 from tests._http_server import LocalHTTPServer
-from tests._processes import ROOT, start_worker, wait_for, worker_env
+from tests._processes import expire_lease, start_worker, wait_for, worker_env
 from tests._web import install_web
 from tests.scripted import ResearchScript
 
 COSTLY_MODEL = "factory:tests._costly:costly_model"
 CRASH_MODEL = "factory:tests.scripted:crash_model"
 TODAY = "(now() AT TIME ZONE 'UTC')::date"
-
-
-def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def capped(runtime: Runtime, cap: str) -> Runtime:
@@ -268,6 +261,7 @@ async def test_a_worker_killed_mid_request_leaves_no_reservation_behind_once_the
         if first.poll() is None:
             first.kill()
     assert (await daily.today()).reserved_usd == held  # the dead worker could not release it
+    await expire_lease(runtime.pool, run.id)
 
     second = start_worker(env, "--max-runs", "1", log=tmp_path / "b.log")
     try:

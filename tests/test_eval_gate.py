@@ -2,14 +2,18 @@
 each seeded regression (patched in-process) must fail the gate, and unchanged code must never fail it.
 
 Eight python_reference cases run through `run_suite` on a fresh database of the session's PostgreSQL
-server each time, exactly as `python -m evals` does.
+server each time, as `python -m evals` does; here each fresh database is a clone of the session's
+template in which the Python reference is already indexed (tests/conftest.py), so the identical
+indexing is not redone for every suite.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -18,8 +22,10 @@ import yaml
 import agent.citations
 import agent.offline.model
 import agent.research_agent
+import evals._task
 from agent.offline.policy import Evidence, Page
 from evals import SuiteOptions, SuiteResult, run_suite, write_reports
+from tests._databases import DocsTemplate, create_database, drop_database, with_database
 from tools import CorpusStore, FetchedPage
 
 DATASETS = Path(__file__).resolve().parent.parent / "datasets"
@@ -33,6 +39,24 @@ SUBSET = (
     "sequence-types",
     "rmtree",
 )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_databases_with_the_python_docs(python_docs_template: DocsTemplate) -> Iterator[None]:
+    """Every suite still runs on a new database of its own, dropped afterwards; it starts indexed."""
+
+    @asynccontextmanager
+    async def fresh_database(admin_url: str) -> AsyncIterator[str]:
+        name = f"evals_{uuid.uuid4().hex[:12]}"
+        await create_database(admin_url, name, template=python_docs_template.name)
+        try:
+            yield with_database(admin_url, name)
+        finally:
+            await drop_database(admin_url, name)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(evals._task, "_fresh_database", fresh_database)
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -23,25 +21,22 @@ from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from agent.api import Runtime
-from agent.durable.controls import DailySpend, KillSwitch
+from agent.durable.controls import KillSwitch
 from agent.durable.store import RunRecord
 from agent.durable.worker import Worker
 from agent.errors import RunRefusedError
 from agent.settings import Settings
+from budgets import DailySpend
+from tests._cli import run_cli as cli
+from tests._cli import run_cli_process
 from tests._http_server import LocalHTTPServer
-from tests._processes import ROOT, start_worker, wait_for, worker_env
+from tests._processes import start_worker, wait_for, worker_env
 from tests._web import block_first_hit, install_web
 from tests.scripted import ResearchScript
 
 CRASH_MODEL = "factory:tests.scripted:crash_model"
 QUESTION = "What changed in HTTP/3 compared to HTTP/2?"
 KILL_DEADLINE = 2.0
-
-
-def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-    )
 
 
 def model_calls(log: Path, question: str = QUESTION) -> Counter[int]:
@@ -151,7 +146,7 @@ async def test_flip_from_another_process_kills_a_worker_mid_model_call_and_off_r
         before = await runtime.store.get_run(run.id)
         assert (before.status, before.usage.requests, before.usage.tool_calls) == ("running", 3, 3)
 
-        flipped = await asyncio.to_thread(cli, env, "kill-switch", "on", "--reason", "e2e drill")
+        flipped = await asyncio.to_thread(run_cli_process, env, "kill-switch", "on", "--reason", "e2e drill")
         assert flipped.returncode == 0, flipped.stderr
         assert "1 running run(s)" in flipped.stdout
         killed, observed = await wait_status(runtime, run.id, "killed", within=KILL_DEADLINE)
@@ -175,7 +170,7 @@ async def test_flip_from_another_process_kills_a_worker_mid_model_call_and_off_r
     messages = await runtime.store.load_messages(run.id)
     assert isinstance(messages[-1], ModelRequest)  # the unanswered request is committed; nothing after it
 
-    off = await asyncio.to_thread(cli, env, "kill-switch", "off")
+    off = await asyncio.to_thread(run_cli_process, env, "kill-switch", "off")
     assert off.returncode == 0, off.stderr
     assert run.id in off.stdout and "resumes" in off.stdout
     assert (await runtime.store.get_run(run.id)).status == "queued"

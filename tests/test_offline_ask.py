@@ -1,4 +1,10 @@
-"""The README's first command, as a new user runs it: no API key, no network, embedded defaults."""
+"""The README's first command, as a new user runs it: no API key, no network, embedded defaults.
+
+The README command itself runs as real processes on an empty database, with the network guard loaded at
+start-up (tests/_no_network): the first question indexes the Python reference, as on a new install. The
+other questions run in process (tests/_cli.py) under the same guard, on clones of the session's template
+in which the Python reference is already indexed (tests/conftest.py), as after a user's first question.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests._cli import CliResult, run_cli
+from tests._no_network.sitecustomize import refused_network
 from tests._processes import ROOT
 
 README_QUESTION = "What does the nonlocal statement do?"
@@ -30,6 +38,11 @@ def _offline_env(database_url: str, tmp_path: Path) -> dict[str, str]:
         }
     )
     return env
+
+
+def _offline_cli(env: dict[str, str], tmp_path: Path, *args: str) -> CliResult:
+    with refused_network(tmp_path / "network.log"):
+        return run_cli(env, *args)
 
 
 def test_readme_command_answers_offline_with_verified_citations(database_url: str, tmp_path: Path) -> None:
@@ -68,8 +81,8 @@ def test_the_network_guard_really_blocks(tmp_path: Path) -> None:
     assert "docs.example.invalid" in (tmp_path / "network.log").read_text()
 
 
-def test_corpus_add_then_ask_offline_about_my_own_docs(database_url: str, tmp_path: Path) -> None:
-    env = _offline_env(database_url, tmp_path)
+def test_corpus_add_then_ask_offline_about_my_own_docs(docs_database_url: str, tmp_path: Path) -> None:
+    env = _offline_env(docs_database_url, tmp_path)
     docs = tmp_path / "my-docs"
     (docs / "guides").mkdir(parents=True)
     (docs / "guides" / "deploy.md").write_text(
@@ -80,10 +93,8 @@ def test_corpus_add_then_ask_offline_about_my_own_docs(database_url: str, tmp_pa
     (docs / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
     (docs / "broken.html").write_bytes(b"\xff\xfe\x00<html>\x00\x00")
 
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "agent", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-        )
+    def run(*args: str) -> CliResult:
+        return _offline_cli(env, tmp_path, *args)
 
     added = run("corpus", "add", str(docs))
     assert added.returncode == 1  # the broken file is reported, and the rest is indexed
@@ -102,17 +113,11 @@ def test_corpus_add_then_ask_offline_about_my_own_docs(database_url: str, tmp_pa
     assert not (tmp_path / "network.log").exists()
 
 
-def test_off_topic_question_gets_an_honest_answer_offline(database_url: str, tmp_path: Path) -> None:
-    env = _offline_env(database_url, tmp_path)
-    asked = subprocess.run(
-        [sys.executable, "-m", "agent", "ask", "Who won the 1987 Tour de France cycling race?", "--json"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def test_off_topic_question_gets_an_honest_answer_offline(docs_database_url: str, tmp_path: Path) -> None:
+    env = _offline_env(docs_database_url, tmp_path)
+    asked = _offline_cli(env, tmp_path, "ask", "Who won the 1987 Tour de France cycling race?", "--json")
     assert asked.returncode == 0, asked.stderr
     report = json.loads(asked.stdout)["report"]
     assert report["citations"] == []
     assert "could not find" in report["answer"].lower()
+    assert not (tmp_path / "network.log").exists()

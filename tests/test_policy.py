@@ -86,6 +86,22 @@ def test_redact_args_masks_secret_keys_values_and_url_parameters() -> None:
     assert redacted["max_results"] == 5
 
 
+@pytest.mark.parametrize(
+    "token",
+    [
+        "glpat-abcdefghij0123",
+        "ghs_abcdefghij0123",
+        "gho-abcdefghij",
+        "xoxs_abcdefghij",
+        "Bearer abcd1234",
+        "SK-ABCDEFGHIJKLMNOP",
+    ],
+)
+def test_redact_args_masks_every_token_shape_of_the_shared_table(token: str) -> None:
+    redacted = redact_args({"query": f"look up {token} now"})["query"]
+    assert REDACTED in redacted and token.split()[-1] not in redacted
+
+
 def test_the_policy_is_frozen_into_the_run_config_from_settings(settings: Settings) -> None:
     custom = settings.model_copy(
         update={

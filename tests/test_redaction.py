@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Iterator
 
 import logfire
@@ -15,6 +17,7 @@ from agent.api import Runtime
 from agent.guardrails.redaction import SCRUBBED, redact_report, redact_text
 from agent.report import Citation, ResearchReport
 from agent.telemetry import scrubbing_options
+from tools.secrets import DETECTOR_KINDS, DETECTORS
 
 OPENAI = "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv"
 ANTHROPIC = "sk-ant-api03-Zx9yW8vU7tS6rQ5pO4nM3lK2"
@@ -85,6 +88,37 @@ def test_each_detector_redacts_its_kind(text: str, kind: str) -> None:
 )
 def test_lookalikes_are_left_alone(text: str) -> None:
     assert redact_text(text) == (text, {})
+
+
+def test_each_detectors_trigger_finds_its_matches() -> None:
+    """The telemetry scrubber only looks closer at values a trigger matches (`tools.secrets.TRIGGERS`)."""
+    samples = [
+        "jane.doe+news@example.co.uk",
+        VISA,
+        "123-45-6789",
+        "AB 12 34 56 C",
+        "12345678Z",
+        "+44 20 7946 0958",
+        "(415) 555-2671",
+        OPENAI,
+        ANTHROPIC,
+        GITHUB,
+        GITHUB_PAT,
+        "glpat-abcdefghij0123",
+        AWS,
+        SLACK,
+        JWT,
+        "Bearer abcDEF123456ghiJKL789",
+        "api_key=9f86d081884c7d659a2feaa0c55ad015",
+        "-----BEGIN RSA PRIVATE KEY-----",
+    ]
+    seen: set[str] = set()
+    for detector in DETECTORS:
+        for sample in samples:
+            for match in detector.pattern.finditer(sample):
+                seen.add(detector.kind)
+                assert re.search(detector.trigger, match.group(0), re.IGNORECASE), (detector.kind, sample)
+    assert seen == set(DETECTOR_KINDS)
 
 
 def test_redaction_keeps_the_label_of_a_bearer_or_assignment() -> None:
@@ -183,3 +217,8 @@ async def test_partial_findings_are_redacted_too(runtime: Runtime) -> None:
     steps = (await runtime.get_run(result.run_id)).steps
     (event,) = [s for s in steps if s.name == "output_redaction"]
     assert event.args == {"email": 1, "payment_card": 1}
+
+
+@pytest.mark.parametrize("prose", ["bearer instruments", "the GHS-classification of hazards", "Bearer tokens"])
+def test_token_shaped_prose_is_left_alone(prose: str) -> None:
+    assert redact_text(prose) == (prose, Counter())

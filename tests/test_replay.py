@@ -14,6 +14,12 @@ from tests.scripted import research_model
 REPLAYS = sorted((Path(__file__).parent / "replays").glob("*.json"))
 
 
+@pytest.fixture
+def database_url(docs_database_url: str) -> str:
+    """The recorded runs are offline runs over the Python reference: it is already indexed here (tests/conftest.py)."""
+    return docs_database_url
+
+
 def test_there_are_recorded_traces() -> None:
     assert len(REPLAYS) >= 3
     for path in REPLAYS:
@@ -40,7 +46,7 @@ async def test_a_change_that_alters_the_tool_calls_fails_the_replay(
         def __init__(self, *, per_tool: dict[str, int]) -> None:
             super().__init__(per_tool={**per_tool, "fetch_url": 1})
 
-    monkeypatch.setattr("agent.durable.runner.ToolCallGuard", FetchOnce)
+    monkeypatch.setattr("agent.durable.session.ToolCallGuard", FetchOnce)
     result = await replay(runtime, trace)
     problems = result.differences()
     assert problems and any("tool calls" in p or "status" in p for p in problems)

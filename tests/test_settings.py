@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from agent.durable.runner import _CorpusUrlsOnly
+from agent.durable.factory import CorpusUrlsOnly
 from agent.errors import ConfigurationError
 from agent.settings import Settings
 from tools import CorpusStore
@@ -57,7 +57,7 @@ async def test_online_runs_never_read_mirrored_pages_from_the_corpus(database_ur
             url="https://docs.python.org/3/x.html", collection="python-docs", source="x", title="X", body="mirror"
         )
         await corpus.upsert_document(url="corpus://notes/a.md", collection="notes", source="a", title="A", body="mine")
-        online_view = _CorpusUrlsOnly(corpus)
+        online_view = CorpusUrlsOnly(corpus)
         assert await online_view.get_document("https://docs.python.org/3/x.html") is None
         page = await online_view.get_document("corpus://notes/a.md")
         assert page is not None and page.text == "mine"

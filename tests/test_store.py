@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import typing
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -12,6 +15,7 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.usage import RunUsage
 
 from agent.api import Runtime
+from agent.config import RunStatus, StopReason
 from agent.durable.database import apply_migrations, load_migrations
 from agent.durable.store import StepRecord, TurnCommit
 from agent.errors import RunNotFoundError
@@ -132,3 +136,31 @@ async def test_page_cache_honours_its_ttl(runtime: Runtime) -> None:
     await runtime.store.put_page(page, ttl=timedelta(milliseconds=1))
     await asyncio.sleep(0.01)
     assert await runtime.store.get_page(page.url) is None
+
+
+def _literal_values(tp: object) -> list[object]:
+    """A Literal's values, nested Literals flattened (`StopReason` composes `budgets.CapReason`)."""
+    values: list[object] = []
+    for arg in typing.get_args(tp):
+        values.extend(_literal_values(arg) if typing.get_origin(arg) is typing.Literal else [arg])
+    return values
+
+
+async def test_the_runs_check_constraints_equal_the_status_and_stop_reason_literals(runtime: Runtime) -> None:
+    rows = await runtime.pool.fetch(
+        "SELECT conname, pg_get_constraintdef(oid) AS definition FROM pg_constraint"
+        " WHERE conrelid = 'runs'::regclass AND contype = 'c'"
+    )
+    checks = {r["conname"]: re.findall(r"'([a-z_]+)'::text", r["definition"]) for r in rows}
+    for constraint, literal in (("runs_status_check", RunStatus), ("runs_stop_reason_check", StopReason)):
+        values = _literal_values(literal)
+        assert len(values) == len(set(values)), literal
+        assert sorted(checks[constraint]) == sorted(values), constraint
+
+
+async def test_the_database_refuses_an_unknown_status_or_stop_reason(runtime: Runtime) -> None:
+    run = await runtime.submit("checked statuses")
+    for column, value in (("status", "paused"), ("stop_reason", "bored")):
+        with pytest.raises(asyncpg.CheckViolationError):
+            await runtime.pool.execute(f"UPDATE runs SET {column} = $2 WHERE id = $1", uuid.UUID(run.id), value)
+    assert (await runtime.store.get_run(run.id)).status == "queued"

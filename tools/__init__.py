@@ -35,7 +35,7 @@ from tools._fetch import (
     check_destination,
     fetch_page,
 )
-from tools._fetch_tool import FetchUrlArgs, FetchUrlResult, LocalPages, fetch_url
+from tools._fetch_tool import CORPUS_SCHEME, FetchUrlArgs, FetchUrlResult, LocalPages, fetch_url
 from tools._framing import frame_untrusted, neutralize, truncate_text
 from tools._policy import PolicyDecision, ToolPolicy, ToolPolicyOverrides, redact_args
 from tools._search import (
@@ -52,8 +52,10 @@ from tools._search import (
 )
 from tools._search_tool import WebSearchArgs, web_search
 from tools._types import FetchedPage, PageCache, SearchHit, SearchResponse, ToolErrorCode, ToolFailure
+from tools.errors import ResearchAgentError
 
 __all__ = [
+    "CORPUS_SCHEME",
     "PYTHON_DOCS_COLLECTION",
     "BlockedURLError",
     "BraveBackend",
@@ -78,6 +80,7 @@ __all__ = [
     "LocalPages",
     "PageCache",
     "PolicyDecision",
+    "ResearchAgentError",
     "SearchBackend",
     "SearchBackendError",
     "SearchHit",

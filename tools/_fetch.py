@@ -37,6 +37,7 @@ from pydantic_ai._ssrf import (
 
 from tools._extract import extract_main_text
 from tools._types import FetchedPage, ToolErrorCode
+from tools.errors import ResearchAgentError
 
 __all__ = [
     "BlockedURLError",
@@ -97,7 +98,7 @@ class FetchLimits:
 # Errors
 
 
-class FetchError(Exception):
+class FetchError(ResearchAgentError):
     """A fetch that could not produce a page; `code` is what the model sees as `ToolFailure.error`."""
 
     code: ClassVar[ToolErrorCode] = "network_error"

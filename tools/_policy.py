@@ -8,34 +8,20 @@ refused without the agent ever touching it (private addresses are refused later 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tools.secrets import REDACTED, is_secret_name, redact_text
+
 Decision = Literal["allow", "deny", "require_approval"]
-REDACTED = "[REDACTED]"
 CORPUS_SCHEME = "corpus"
 
 DEFAULT_TOOLS: dict[str, Decision] = {"record_plan": "allow", "web_search": "allow", "fetch_url": "allow"}
 DEFAULT_TIMEOUTS: dict[str, float] = {"record_plan": 5.0, "web_search": 20.0, "fetch_url": 30.0}
 DEFAULT_TIMEOUT_SECONDS = 30.0
-
-_SECRET_KEY = re.compile(
-    r"api[_-]?key|apikey|token|passw(or)?d|secret|authorization|auth|credential|cookie|session|signature|"
-    r"private[_-]?key|access[_-]?key|client[_-]?secret|^key$|^sig$",
-    re.IGNORECASE,
-)
-_SECRET_VALUE = re.compile(
-    r"(?:\bBearer\s+[A-Za-z0-9._~+/=-]{8,})"
-    r"|(?:\bsk-[A-Za-z0-9_-]{16,})"
-    r"|(?:\b(?:ghp|gho|ghu|ghs|github_pat|xox[abprs]|glpat)[-_][A-Za-z0-9_-]{10,})"
-    r"|(?:\bAKIA[0-9A-Z]{16}\b)"
-    r"|(?:\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)",
-    re.IGNORECASE,
-)
 
 
 class PolicyDecision(BaseModel):
@@ -146,12 +132,13 @@ class ToolPolicy(BaseModel):
 
 
 def redact_args(args: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of `args` safe to store: secret-named keys, key-shaped values and secret URL parameters masked."""
+    """A copy of `args` safe to store: secret-named keys, secret URL parameters and every secret shape of
+    the shared table (`tools.secrets`) masked as `[REDACTED]`."""
     return {key: _redact(key, value) for key, value in args.items()}
 
 
 def _redact(key: str, value: Any) -> Any:
-    if _SECRET_KEY.search(key) and value not in (None, "", [], {}):
+    if is_secret_name(key) and value not in (None, "", [], {}):
         return REDACTED
     if isinstance(value, Mapping):
         return {str(k): _redact(str(k), v) for k, v in value.items()}
@@ -165,7 +152,7 @@ def _redact(key: str, value: Any) -> Any:
 def _redact_text(text: str) -> str:
     if "://" in text and not any(c.isspace() for c in text.strip()):
         text = _redact_url(text.strip())
-    return _SECRET_VALUE.sub(REDACTED, text)
+    return redact_text(text, category="secret", placeholder=REDACTED)[0]
 
 
 def _redact_url(url: str) -> str:
@@ -179,5 +166,5 @@ def _redact_url(url: str) -> str:
         return url
     if not query and netloc == parts.netloc:
         return url
-    masked = [(k, REDACTED if _SECRET_KEY.search(k) else v) for k, v in query]
+    masked = [(k, REDACTED if is_secret_name(k) else v) for k, v in query]
     return urlunsplit((parts.scheme, netloc, parts.path, urlencode(masked, safe="[]") if query else "", parts.fragment))

@@ -24,6 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from tools._types import SearchHit
+from tools.errors import ResearchAgentError
 
 __all__ = [
     "BraveBackend",
@@ -59,7 +60,7 @@ SearchErrorCode = Literal["backend_error", "timeout", "network_error", "not_conf
 # --- errors ----------------------------------------------------------------------------------------
 
 
-class SearchBackendError(Exception):
+class SearchBackendError(ResearchAgentError):
     """A search backend failed; `code` is the `ToolErrorCode` the model sees, `message` says what to do."""
 
     code: ClassVar[SearchErrorCode] = "backend_error"

@@ -31,15 +31,17 @@ from agent.cli.render import (
 )
 from agent.config import RunStatus
 from agent.durable.approvals import Approval
-from agent.durable.controls import DailySpend, KillSwitch, KillSwitchState, SpendToday, SwitchChange
+from agent.durable.controls import KillSwitch, KillSwitchState, SwitchChange
 from agent.errors import ConfigurationError, InvalidQuestionError, ResearchAgentError, RunRefusedError
 from agent.settings import Settings, is_offline_model
-from budgets import Budget
+from budgets import Budget, BudgetExceeded, DailySpend, SpendGate, SpendToday
 from tools import (
     CollectionStats,
     CorpusHit,
     CorpusStore,
+    FetchError,
     IngestReport,
+    SearchBackendError,
     ensure_python_docs,
     ingest_path,
     ingest_python_docs,
@@ -124,6 +126,8 @@ def _run(body: Callable[[Runtime], Awaitable[T]]) -> T:
     except (InvalidQuestionError, RunRefusedError) as exc:
         err.print(f"[red]refused:[/red] {exc}")
         raise typer.Exit(ExitCode.REFUSED) from exc
+    except (BudgetExceeded, SpendGate, FetchError, SearchBackendError):
+        raise  # `tools`/`budgets` errors share the root but were never a usage error: a traceback, as before
     except (ConfigurationError, ResearchAgentError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(ExitCode.USAGE) from exc

@@ -22,9 +22,9 @@ import asyncpg
 from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, ToolCallPart
 from pydantic_ai.tools import DeferredToolResults, ToolApproved, ToolDenied
 
-from agent.durable.store import JSONValue, RunRecord, StepRecord, _insert_steps, _run_from_row, insert_audit
-from agent.errors import ApprovalError, LeaseLostError
-from budgets._loops import call_key
+from agent.durable.store import Connection, JSONValue, RunRecord, StepRecord, history, insert_audit, runs
+from agent.errors import ApprovalError
+from budgets import call_key
 
 ApprovalStatus = Literal["pending", "approved", "rejected", "expired"]
 
@@ -89,13 +89,6 @@ def _new_id() -> str:
     return f"ap_{secrets.token_hex(5)}"
 
 
-_REQUEUE_IF_DECIDED = """
-    UPDATE runs SET status = 'queued', stop_reason = NULL, updated_at = now()
-    WHERE id = $1 AND status = 'awaiting_approval'
-      AND NOT EXISTS (SELECT 1 FROM approvals WHERE run_id = $1 AND status = 'pending')
-"""
-
-
 class ApprovalStore:
     """Typed access to `approvals`; every decision is also appended to the tool audit."""
 
@@ -117,19 +110,7 @@ class ApprovalStore:
             raise ValueError("park() needs at least one approval request")
         rid = uuid.UUID(run_id)
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                """
-                UPDATE runs SET status = 'awaiting_approval', stop_reason = 'approval_required',
-                       elapsed_seconds = greatest(elapsed_seconds, coalesce($3, 0)),
-                       lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
-                WHERE id = $1 AND lease_owner = $2 RETURNING *
-                """,
-                rid,
-                worker_id,
-                elapsed_seconds,
-            )
-            if row is None:
-                raise LeaseLostError(f"run {run_id} is no longer leased to {worker_id!r}")
+            await runs.park_for_approval(conn, rid, worker_id=worker_id, elapsed_seconds=elapsed_seconds)
             await conn.executemany(
                 """
                 INSERT INTO approvals (id, run_id, tool_call_id, tool, args, reason, expires_at)
@@ -138,12 +119,10 @@ class ApprovalStore:
                 """,
                 [(_new_id(), rid, r.tool_call_id, r.tool, r.args, r.reason, timeout_seconds) for r in requests],
             )
-            if steps:
-                await _insert_steps(conn, rid, steps)
+            await history.insert_steps(conn, rid, steps)
             # A request decided earlier (a re-parked run) leaves nothing pending: queue the run again now.
-            await conn.execute(_REQUEUE_IF_DECIDED, rid)
-            row = await conn.fetchrow("SELECT * FROM runs WHERE id = $1", rid)
-        return _run_from_row(row)
+            await runs.requeue_if_decided(conn, rid)
+            return await runs.fetch(conn, rid)
 
     async def get(self, approval_id: str) -> Approval:
         row = await self.pool.fetchrow("SELECT * FROM approvals WHERE id = $1", approval_id.strip())
@@ -226,7 +205,7 @@ class ApprovalStore:
 
 
 async def _decide(
-    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
+    conn: Connection,
     current: Approval,
     *,
     status: ApprovalStatus,
@@ -243,11 +222,11 @@ async def _decide(
     assert row is not None  # locked by the caller
     decided = _approval_from_row(row)
     await _audit_decision(conn, decided)
-    await conn.execute(_REQUEUE_IF_DECIDED, uuid.UUID(decided.run_id))
+    await runs.requeue_if_decided(conn, decided.run_id)
     return decided
 
 
-async def _expire(conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, ids: list[str]) -> list[Approval]:
+async def _expire(conn: Connection, ids: list[str]) -> list[Approval]:
     if not ids:
         return []
     rows = await conn.fetch(
@@ -259,11 +238,11 @@ async def _expire(conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, i
     for approval in expired:
         await _audit_decision(conn, approval)
     for run_id in {a.run_id for a in expired}:
-        await conn.execute(_REQUEUE_IF_DECIDED, uuid.UUID(run_id))
+        await runs.requeue_if_decided(conn, run_id)
     return expired
 
 
-async def _audit_decision(conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, approval: Approval) -> None:
+async def _audit_decision(conn: Connection, approval: Approval) -> None:
     reason = {
         "approved": f"approved by {approval.decided_by}",
         "rejected": f"rejected by {approval.decided_by}",

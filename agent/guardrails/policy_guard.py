@@ -25,9 +25,8 @@ from pydantic_ai.tools import ToolDefinition
 from pydantic_core import to_jsonable_python
 
 from agent.deps import ResearchDeps
-from budgets import BudgetExceeded
-from budgets._loops import call_key
-from tools._policy import PolicyDecision, ToolPolicy, redact_args
+from budgets import BudgetExceeded, call_key
+from tools import PolicyDecision, ToolPolicy, redact_args
 
 DENIED = "denied_by_policy"
 MAX_SAME_REFUSALS = 2

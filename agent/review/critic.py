@@ -1,7 +1,8 @@
 """The critic: the evaluator half of the evaluator-optimizer loop.
 
-After a report passes citation verification, a separate agent (its own prompt, `prompts/critic.md`,
-and its own model setting, which can be a cheaper model) grades it into a typed `Critique`. Below the
+After a report passes citation verification, a separate agent (its own prompt: `prompts/critic.md`
+framing the report it reads, then the rubric `review/rubric.md` it shares with the eval suite's LLM
+judge; and its own model setting, which can be a cheaper model) grades it into a typed `Critique`. Below the
 threshold the runner asks the research agent for one revision, with the critique, and grades that
 too; there is never a second revision. What happened is kept as a `Review` on the run.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 from functools import cache
+from importlib import resources
 from typing import Final, Literal
 
 from pydantic import BaseModel, Field
@@ -65,8 +67,18 @@ class Review(BaseModel):
     kept: Literal["first", "revision"] | None = None
 
 
+@cache
+def critic_rubric() -> Prompt:
+    """The grading criteria (`agent/review/rubric.md`): the one rubric of the run's critic and the eval
+    suite's LLM judge, each of which only adds how to read its input and what to return."""
+    text = resources.files("agent.review").joinpath("rubric.md").read_text(encoding="utf-8")
+    return Prompt(name="critic-rubric", text=text.strip())
+
+
+@cache
 def critic_prompt() -> Prompt:
-    return load_prompt("critic")
+    """The critic's instructions: how to read the framed report (`prompts/critic.md`), then the rubric."""
+    return Prompt(name="critic", text=f"{load_prompt('critic').text}\n\n{critic_rubric().text}")
 
 
 def revise_prompt() -> Prompt:

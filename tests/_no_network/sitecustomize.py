@@ -1,28 +1,31 @@
-"""Loaded by subprocesses whose PYTHONPATH starts with this folder: refuse every non-local connection.
+"""Refuse every non-local connection: in subprocesses whose PYTHONPATH starts with this folder (Python
+imports `sitecustomize` at start-up), or in this process for a while (`refused_network`, for commands the
+tests run in process).
 
 Unix sockets (the embedded PostgreSQL) and loopback stay usable; any other connect or DNS lookup raises
-and is appended to the file named by `RA_NETWORK_LOG`, so a test can prove nothing reached the network.
+and is appended to the file named by `RA_NETWORK_LOG` (or given to `refused_network`), so a test can prove
+nothing reached the network.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-_LOG = os.environ.get("RA_NETWORK_LOG")
 _LOCAL_NAMES = {"localhost", "127.0.0.1", "::1", ""}
-
-
-def _refuse(what: str) -> OSError:
-    if _LOG:
-        with open(_LOG, "a") as handle:
-            handle.write(what + "\n")
-    return OSError(f"network disabled in this test process: {what}")
-
-
 _connect = socket.socket.connect
 _connect_ex = socket.socket.connect_ex
 _getaddrinfo = socket.getaddrinfo
+_log: str | None = None
+
+
+def _refuse(what: str) -> OSError:
+    if _log:
+        with open(_log, "a") as handle:
+            handle.write(what + "\n")
+    return OSError(f"network disabled in this test process: {what}")
 
 
 def _allowed(address: object) -> bool:
@@ -51,6 +54,31 @@ def _guarded_getaddrinfo(host: object, *args: object, **kwargs: object) -> objec
     return _getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
 
 
-socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
-socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
-socket.getaddrinfo = _guarded_getaddrinfo  # type: ignore[assignment]
+def install(log: str | None) -> None:
+    global _log
+    _log = log
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+    socket.getaddrinfo = _guarded_getaddrinfo  # type: ignore[assignment]
+
+
+def uninstall() -> None:
+    global _log
+    _log = None
+    socket.socket.connect = _connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = _connect_ex  # type: ignore[method-assign]
+    socket.getaddrinfo = _getaddrinfo
+
+
+@contextmanager
+def refused_network(log: str | os.PathLike[str]) -> Iterator[None]:
+    """While this runs, this whole process may reach loopback and Unix sockets only."""
+    install(os.fspath(log))
+    try:
+        yield
+    finally:
+        uninstall()
+
+
+if __name__ == "sitecustomize":  # imported by a subprocess at start-up: guard it for its whole life
+    install(os.environ.get("RA_NETWORK_LOG"))

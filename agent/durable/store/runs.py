@@ -1,0 +1,281 @@
+"""Every SQL statement on the `runs` table, and nothing else: other modules call these functions.
+
+Each takes what it runs on (a pool, or a connection inside the caller's transaction). A write
+fenced by a worker's lease checks the lease in its own `WHERE`, so a worker that lost its lease
+matches no row and gets `LeaseLostError` instead of writing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import cast
+
+import asyncpg
+
+from agent.config import RunConfig, RunStatus, StopReason
+from agent.durable.store.records import Executor, JSONValue, RunRecord, TurnCommit, usage_from_json, usage_to_json
+from agent.errors import LeaseLostError, RunNotFoundError
+
+RunId = str | uuid.UUID
+
+_CLAIMABLE = "(status = 'queued' OR (status = 'running' AND lease_expires_at < now()))"
+_CLAIM = (
+    "status = 'running', lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2),"
+    " attempts = attempts + 1, started_at = coalesce(started_at, now()), updated_at = now()"
+)
+# Back to the queue with its history kept: `requeue_stopped` (one run) and `requeue_killed` (kill switch off).
+_REQUEUE = (
+    "status = 'queued', stop_reason = NULL, error = NULL, lease_owner = NULL,"
+    " lease_expires_at = NULL, finished_at = NULL, updated_at = now()"
+)
+
+
+async def insert(db: Executor, *, run_id: uuid.UUID, question: str, config: RunConfig) -> RunRecord:
+    row = await db.fetchrow(
+        "INSERT INTO runs (id, question, status, config, model, prompt_version)"
+        " VALUES ($1, $2, 'queued', $3, $4, $5) RETURNING *",
+        run_id,
+        question,
+        config.model_dump(mode="json"),
+        config.model,
+        config.prompt_version,
+    )
+    return run_from_row(row)
+
+
+async def get(db: Executor, run_id: str) -> RunRecord:
+    """By full id or a unique prefix of at least 6 characters."""
+    if len(run_id) >= 36:
+        row = await db.fetchrow("SELECT * FROM runs WHERE id::text = $1", run_id.lower())
+    else:
+        if len(run_id) < 6:
+            raise RunNotFoundError(f"run id prefix {run_id!r} is too short: give at least 6 characters")
+        rows = await db.fetch("SELECT * FROM runs WHERE id::text LIKE $1 || '%' LIMIT 2", run_id.lower())
+        if len(rows) > 1:
+            raise RunNotFoundError(f"run id prefix {run_id!r} is ambiguous: give more characters")
+        row = rows[0] if rows else None
+    if row is None:
+        raise RunNotFoundError(f"no run with id {run_id!r}; see `research-agent runs list`")
+    return run_from_row(row)
+
+
+async def list_recent(db: Executor, *, limit: int) -> list[RunRecord]:
+    rows = await db.fetch("SELECT * FROM runs ORDER BY created_at DESC LIMIT $1", limit)
+    return [run_from_row(r) for r in rows]
+
+
+async def count_running(db: Executor) -> int:
+    """Runs holding a live lease (a worker is executing them now)."""
+    count = await db.fetchval("SELECT count(*) FROM runs WHERE status = 'running' AND lease_expires_at > now()")
+    return int(count)
+
+
+# --- leases -----------------------------------------------------------------------------------------
+async def claim_next(db: Executor, *, worker_id: str, lease_seconds: float) -> RunRecord | None:
+    """Claim the oldest queued run, or a running one whose lease expired (its worker died)."""
+    row = await db.fetchrow(
+        f"""
+        UPDATE runs SET {_CLAIM}
+        WHERE id = (SELECT id FROM runs WHERE {_CLAIMABLE} ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT 1)
+        RETURNING *
+        """,
+        worker_id,
+        lease_seconds,
+    )
+    return None if row is None else run_from_row(row)
+
+
+async def claim(db: Executor, run_id: RunId, *, worker_id: str, lease_seconds: float) -> RunRecord | None:
+    """Claim one specific run if it is claimable (queued, or running with an expired lease)."""
+    row = await db.fetchrow(
+        f"UPDATE runs SET {_CLAIM} WHERE id = $3 AND {_CLAIMABLE} RETURNING *",
+        worker_id,
+        lease_seconds,
+        _uuid(run_id),
+    )
+    return None if row is None else run_from_row(row)
+
+
+async def renew_lease(
+    db: Executor, run_id: RunId, *, worker_id: str, lease_seconds: float, elapsed_seconds: float | None
+) -> bool:
+    """Extend this worker's lease; also records run time so a crash loses at most one heartbeat of it."""
+    result = await db.execute(
+        "UPDATE runs SET lease_expires_at = now() + make_interval(secs => $3),"
+        " elapsed_seconds = greatest(elapsed_seconds, coalesce($4, 0))"
+        " WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+        _uuid(run_id),
+        worker_id,
+        lease_seconds,
+        elapsed_seconds,
+    )
+    return result == "UPDATE 1"
+
+
+async def release_lease(db: Executor, run_id: RunId, *, worker_id: str) -> bool:
+    """Hand a running run back to the queue (graceful worker shutdown); False if not ours."""
+    result = await db.execute(
+        "UPDATE runs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = now()"
+        " WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+        _uuid(run_id),
+        worker_id,
+    )
+    return result == "UPDATE 1"
+
+
+# --- turns and terminal states (fenced by the lease) -------------------------------------------------
+async def record_turn(db: Executor, run_id: RunId, *, worker_id: str, turn: TurnCommit) -> None:
+    """The run's totals after `turn`; call it in the turn's transaction, before its messages and steps."""
+    updated = await db.execute(
+        """
+        UPDATE runs SET usage = $3, requests = $4, tool_calls = $5, input_tokens = $6,
+               output_tokens = $7, cost_usd = $8, cost_known = $9, elapsed_seconds = $10,
+               message_count = $11, plan = coalesce($12, plan), review = coalesce($13, review),
+               updated_at = now()
+        WHERE id = $1 AND lease_owner = $2
+        """,
+        _uuid(run_id),
+        worker_id,
+        usage_to_json(turn.usage),
+        turn.usage.requests,
+        turn.usage.tool_calls,
+        turn.usage.input_tokens,
+        turn.usage.output_tokens,
+        turn.cost_usd,
+        turn.cost_known,
+        turn.elapsed_seconds,
+        turn.first_seq + len(turn.messages),
+        turn.plan,
+        turn.review,
+    )
+    if updated != "UPDATE 1":
+        raise _lease_lost(run_id, worker_id)
+
+
+async def finish(
+    db: Executor,
+    run_id: RunId,
+    *,
+    worker_id: str,
+    status: RunStatus,
+    stop_reason: StopReason | None,
+    report: dict[str, JSONValue] | None,
+    partial: dict[str, JSONValue] | None,
+    error: str | None,
+    elapsed_seconds: float | None,
+    review: dict[str, JSONValue] | None,
+) -> RunRecord:
+    """Set the run's final (or parked) state and release the lease."""
+    row = await db.fetchrow(
+        """
+        UPDATE runs SET status = $2, stop_reason = $3, report = $4, error = $5, partial = $6,
+               elapsed_seconds = greatest(elapsed_seconds, coalesce($7, 0)),
+               review = coalesce($9, review),
+               finished_at = CASE WHEN $2 IN ('queued', 'running', 'awaiting_approval') THEN NULL ELSE now() END,
+               lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+        WHERE id = $1 AND lease_owner = $8 RETURNING *
+        """,
+        _uuid(run_id),
+        status,
+        stop_reason,
+        report,
+        error,
+        partial,
+        elapsed_seconds,
+        worker_id,
+        review,
+    )
+    if row is None:
+        raise _lease_lost(run_id, worker_id)
+    return run_from_row(row)
+
+
+async def park_for_approval(db: Executor, run_id: RunId, *, worker_id: str, elapsed_seconds: float | None) -> None:
+    """Set the run `awaiting_approval` (`approval_required`) and release the lease."""
+    row = await db.fetchrow(
+        """
+        UPDATE runs SET status = 'awaiting_approval', stop_reason = 'approval_required',
+               elapsed_seconds = greatest(elapsed_seconds, coalesce($3, 0)),
+               lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+        WHERE id = $1 AND lease_owner = $2 RETURNING id
+        """,
+        _uuid(run_id),
+        worker_id,
+        elapsed_seconds,
+    )
+    if row is None:
+        raise _lease_lost(run_id, worker_id)
+
+
+# --- back to the queue ---------------------------------------------------------------------------------
+async def requeue_stopped(db: Executor, run_id: str) -> RunRecord:
+    """Make a stopped (failed, killed, budget_exceeded) run claimable again, keeping its history."""
+    row = await db.fetchrow(
+        f"UPDATE runs SET {_REQUEUE} WHERE id = $1 AND status IN ('failed', 'killed', 'budget_exceeded') RETURNING *",
+        _uuid(run_id),
+    )
+    if row is None:
+        current = await get(db, run_id)
+        hint = "; decide its requests with `research-agent approvals`" if current.status == "awaiting_approval" else ""
+        raise RunNotFoundError(f"run {run_id} is {current.status}; only stopped runs can be resumed{hint}")
+    return run_from_row(row)
+
+
+async def requeue_killed(db: Executor, *, stop_reason: StopReason) -> list[str]:
+    """Queue again every run `killed` with `stop_reason` (the kill switch turned off); ids of those queued."""
+    rows = await db.fetch(
+        f"UPDATE runs SET {_REQUEUE} WHERE status = 'killed' AND stop_reason = $1 RETURNING id", stop_reason
+    )
+    return [str(r["id"]) for r in rows]
+
+
+async def requeue_if_decided(db: Executor, run_id: RunId) -> bool:
+    """Queue a run `awaiting_approval` again once none of its approval requests is pending."""
+    result = await db.execute(
+        """
+        UPDATE runs SET status = 'queued', stop_reason = NULL, updated_at = now()
+        WHERE id = $1 AND status = 'awaiting_approval'
+          AND NOT EXISTS (SELECT 1 FROM approvals WHERE run_id = $1 AND status = 'pending')
+        """,
+        _uuid(run_id),
+    )
+    return result == "UPDATE 1"
+
+
+async def fetch(db: Executor, run_id: RunId) -> RunRecord:
+    """The run by its exact id (`get` also resolves prefixes)."""
+    return run_from_row(await db.fetchrow("SELECT * FROM runs WHERE id = $1", _uuid(run_id)))
+
+
+def run_from_row(row: asyncpg.Record | None) -> RunRecord:
+    assert row is not None
+    return RunRecord(
+        id=str(row["id"]),
+        question=row["question"],
+        status=cast(RunStatus, row["status"]),
+        stop_reason=cast(StopReason | None, row["stop_reason"]),
+        error=row["error"],
+        config=RunConfig.model_validate(row["config"]),
+        plan=row["plan"],
+        report=row["report"],
+        partial=row["partial"],
+        review=row["review"],
+        usage=usage_from_json(row["usage"]),
+        cost_usd=row["cost_usd"],
+        cost_known=row["cost_known"],
+        elapsed_seconds=row["elapsed_seconds"],
+        message_count=row["message_count"],
+        attempts=row["attempts"],
+        lease_owner=row["lease_owner"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def _uuid(run_id: RunId) -> uuid.UUID:
+    return run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(run_id)
+
+
+def _lease_lost(run_id: RunId, worker_id: str) -> LeaseLostError:
+    return LeaseLostError(f"run {run_id} is no longer leased to {worker_id!r}")
