@@ -64,7 +64,7 @@ class Settings(BaseSettings):
 
     critic_model: str = Field(
         default="auto",
-        description="Model grading each report (agent/critic.py): `auto` (the run's own model; the offline model "
+        description="Model grading each report (agent/review/): `auto` (the run's own model; the offline model "
         "gets the offline critic), `off`, or a model name like the `model` setting, e.g. a cheaper one.",
     )
     critic_threshold: float = Field(
@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=15.0, gt=0.5, le=3600, description="A worker's claim on a run.")
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
 
-    # --- controls (agent/controls.py) ----------------------------------------------------------
+    # --- controls (agent/durable/controls.py) ----------------------------------------------------------
     daily_cap_usd: Decimal | None = Field(
         default=None,
         gt=0,
@@ -132,7 +132,7 @@ class Settings(BaseSettings):
         description="RESEARCH_AGENT_DISABLED=1: this process acts as if the kill switch were on.",
     )
 
-    # --- guardrails (agent/guardrails.py) ------------------------------------------------------
+    # --- guardrails (agent/guardrails/screening.py) ------------------------------------------------------
     refuse_injection: bool = Field(
         default=False,
         description="RESEARCH_AGENT_REFUSE_INJECTION=1: refuse questions with prompt-injection markers "

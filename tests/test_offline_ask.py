@@ -1,9 +1,10 @@
 """The README's first command, as a new user runs it: no API key, no network, embedded defaults.
 
-The README command itself runs as real processes on an empty database, with the network guard loaded at
-start-up (tests/_no_network): the first question indexes the Python reference, as on a new install. The
-other questions run in process (tests/_cli.py) under the same guard, on clones of the session's template
-in which the Python reference is already indexed (tests/conftest.py), as after a user's first question.
+The README command itself runs as a real process on an empty database, with the network guard loaded at
+start-up (tests/_no_network): that first question indexes the Python reference, as on a new install. The
+other commands run in process (tests/_cli.py) under the same guard; those of the other tests run on clones
+of the session's template in which the Python reference is already indexed (tests/conftest.py), as after
+a user's first question.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def test_readme_command_answers_offline_with_verified_citations(database_url: st
     assert "offline model" in human.stdout
     assert "docs.python.org" in human.stdout and "nonlocal" in human.stdout.lower()
 
-    machine = subprocess.run([*command, "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    machine = _offline_cli(env, tmp_path, "ask", README_QUESTION, "--json")  # same database, now indexed
     assert machine.returncode == 0, machine.stderr
     data = json.loads(machine.stdout)
     assert data["status"] == "completed" and data["model"] == "offline"

@@ -7,7 +7,7 @@ per-run budgets (see docs/decisions/0007-kill-switch-and-daily-cap.md):
   transaction; `ControlWatcher` hears that (LISTEN on its own connection, plus a poll every second in
   case a notification is missed) and stops every run its process is executing. `RESEARCH_AGENT_DISABLED=1`
   turns it on for one process without touching the database.
-- `budgets.DailySpend` (re-exported here): one row per UTC day in `daily_spend`; a request reserves its
+- `budgets.DailySpend`: one row per UTC day in `daily_spend`; a request reserves its
   worst case before it is sent, so all processes together never spend more than the cap.
 - `RunSpend`: the two as `budgets.SpendHooks` for one run's `BudgetGuard`: a request never starts
   while the switch is on or when its worst case does not fit under today's cap.
@@ -32,19 +32,17 @@ import logfire
 
 from agent.durable.store import Connection, runs
 from agent.errors import RunRefusedError
-from budgets import DailySpend, Hold, SpendGate, SpendHooks, SpendToday
+from budgets import DailySpend, Hold, SpendGate, SpendHooks
 
 __all__ = [
     "CHANNEL",
     "DISABLED_ENV",
     "KILL_SWITCH",
     "ControlWatcher",
-    "DailySpend",
     "KillSwitch",
     "KillSwitchState",
     "RunSpend",
     "SharedControlWatcher",
-    "SpendToday",
     "SwitchChange",
     "ensure_accepting_runs",
 ]

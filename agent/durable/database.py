@@ -65,7 +65,7 @@ class Migration:
 
 
 def load_migrations() -> list[Migration]:
-    """The numbered `.sql` files shipped in `agent/migrations`, in order."""
+    """The numbered `.sql` files shipped in `agent/durable/migrations`, in order."""
     found: list[Migration] = []
     for entry in resources.files("agent.durable.migrations").iterdir():
         match = _MIGRATION_NAME.match(entry.name)
@@ -74,7 +74,7 @@ def load_migrations() -> list[Migration]:
     found.sort(key=lambda m: m.version)
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
-        raise DatabaseError(f"duplicate migration numbers in agent/migrations: {versions}")
+        raise DatabaseError(f"duplicate migration numbers in agent/durable/migrations: {versions}")
     return found
 
 
