@@ -20,13 +20,14 @@ from agent.config import RunConfig, RunStatus
 from agent.durable.approvals import Approval, ApprovalStore
 from agent.durable.controls import SharedControlWatcher, ensure_accepting_runs
 from agent.durable.database import open_database
+from agent.durable.inline import INTERRUPTED, InlineRuns
 from agent.durable.runner import DurableRunner
 from agent.durable.store import AuditRecord, RunRecord, RunStore, StepRecord
 from agent.errors import QuestionRefusedError, RunNotFoundError
-from agent.events import ProgressCallback, ignore_progress
+from agent.events import ProgressCallback, StartupCallback, ignore_progress, ignore_startup
 from agent.guardrails.screening import MAX_QUESTION_CHARS as _MAX_QUESTION_CHARS
 from agent.guardrails.screening import QuestionScreen, screen_question
-from agent.models import ModelSpec, model_label
+from agent.models import ModelSpec, check_run_models, model_label
 from agent.prompts import research_prompt
 from agent.report import PartialFindings, ResearchReport
 from agent.settings import Settings
@@ -109,6 +110,7 @@ class Runtime:
         self.settings = settings
         # The kill switch, for runs executed in this process by `research` (workers have their own).
         self._controls = SharedControlWatcher(pool, env_override=settings.disabled)
+        self._inline = InlineRuns()  # `research` calls in progress, for `interrupt`
 
     async def submit(
         self,
@@ -128,6 +130,7 @@ class Runtime:
             budget=budget,
             critic_model=None if critic is None else model_label(critic),
         )
+        check_run_models(self.settings, config, model=model, critic=critic)  # a bad model or key never makes a run
         screen = _screen(question, refuse_injection=self.settings.refuse_injection)
         await ensure_accepting_runs(self.pool, env_override=self.settings.disabled, cap_usd=self.settings.daily_cap_usd)
         if not screen.findings:
@@ -155,29 +158,46 @@ class Runtime:
         search_backend: SearchBackend | None = None,
         critic: ModelSpec | None = None,
     ) -> ResearchResult:
-        """Submit a run and execute it in this process, holding a lease like any worker."""
-        record = await self.submit(question, model=model, budget=budget, critic=critic)
-        worker_id = new_worker_id("inline")
-        claimed = await self.store.claim_run(record.id, worker_id=worker_id, lease_seconds=self.settings.lease_seconds)
-        if claimed is None:  # a worker picked it up first; it is theirs now
-            raise RunNotFoundError(f"run {record.id} was claimed by a worker before it could start here")
-        models = {claimed.config.model: model} if isinstance(model, Model) else {}
-        if isinstance(critic, Model) and claimed.config.critic_model:
-            models[claimed.config.critic_model] = critic
-        runner = DurableRunner(
-            store=self.store,
-            settings=self.settings,
-            worker_id=worker_id,
-            models=models,
-            search_backend=search_backend,
-            progress=progress,
-        )
-        try:
-            async with self._controls.watching(lambda state: runner.kill_all(f"stopped: {state.describe()}")):
-                final = await runner.execute(claimed)
-        finally:
-            await runner.aclose()
+        """Submit a run and execute it in this process, holding a lease like any worker.
+
+        `interrupt` (e.g. on Ctrl-C) ends the run `cancelled` / `interrupted` and this returns that result;
+        if instead the task awaiting this is cancelled, the run is finished the same way before the
+        `CancelledError` propagates. Either way `resume` continues it from its last committed turn.
+        """
+        with self._inline.track() as call:
+            record = await self.submit(question, model=model, budget=budget, critic=critic)
+            worker_id = new_worker_id("inline")
+            lease = self.settings.lease_seconds
+            claimed = await self.store.claim_run(record.id, worker_id=worker_id, lease_seconds=lease)
+            if claimed is None:  # a worker picked it up first; it is theirs now
+                raise RunNotFoundError(f"run {record.id} was claimed by a worker before it could start here")
+            models = {claimed.config.model: model} if isinstance(model, Model) else {}
+            if isinstance(critic, Model) and claimed.config.critic_model:
+                models[claimed.config.critic_model] = critic
+            runner = DurableRunner(
+                store=self.store,
+                settings=self.settings,
+                worker_id=worker_id,
+                models=models,
+                search_backend=search_backend,
+                progress=progress,
+            )
+            try:
+                async with self._controls.watching(lambda state: runner.kill_all(f"stopped: {state.describe()}")):
+                    final = await call.execute(runner, claimed)
+            finally:
+                await runner.aclose()
         return ResearchResult.from_record(final)
+
+    def interrupt(self, run_id: str | None = None, *, reason: str = INTERRUPTED) -> list[str]:
+        """Stop the run `research` is executing in this process (`run_id`, or all of them when None).
+
+        The run ends `cancelled` / `interrupted` within a second or two, even mid model or tool call, with
+        its committed turns kept, and `research` returns that result. Safe as a signal handler:
+        `loop.add_signal_handler(signal.SIGINT, runtime.interrupt)`; call it on the event loop's thread.
+        Idempotent; returns the ids of the runs newly asked to stop.
+        """
+        return self._inline.interrupt(reason, run_id=run_id)
 
     async def get_run(self, run_id: str) -> RunView:
         run = await self.store.get_run(run_id)
@@ -192,7 +212,8 @@ class Runtime:
         return await self.store.list_runs(limit=limit)
 
     async def resume(self, run_id: str) -> RunRecord:
-        """Queue a stopped run again; a worker continues it from its last committed turn."""
+        """Queue a stopped run (failed, killed, budget_exceeded, cancelled) again; a worker continues it
+        from its last committed turn."""
         run = await self.store.get_run(run_id)
         return await self.store.requeue(run.id)
 
@@ -214,11 +235,16 @@ class Runtime:
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings | None = None) -> AsyncIterator[Runtime]:
-    """Connect (starting the embedded server if needed), migrate, and yield a `Runtime`."""
-    settings = settings or Settings()
+async def open_runtime(
+    settings: Settings | None = None, *, on_startup: StartupCallback = ignore_startup
+) -> AsyncIterator[Runtime]:
+    """Connect (starting the embedded server if needed), migrate, and yield a `Runtime`.
+
+    `on_startup` hears the slow steps of a cold start (`agent.events.StartupEvent`); a warm start is silent.
+    """
+    settings = settings or Settings.load()
     configure_telemetry(settings)
-    runtime = Runtime(pool=await open_database(settings), settings=settings)
+    runtime = Runtime(pool=await open_database(settings, on_startup=on_startup), settings=settings)
     try:
         yield runtime
     finally:

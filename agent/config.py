@@ -10,12 +10,19 @@ from agent.settings import SearchBackendName, Settings, critic_label
 from budgets import Budget, CapReason, ModelPrice
 from tools import ToolPolicy
 
-RunStatus = Literal["queued", "running", "completed", "failed", "budget_exceeded", "killed", "awaiting_approval"]
-"""`runs.status`; the database checks it (agent/durable/migrations/0006_run_status_checks.sql)."""
-StopReason = Literal[CapReason, "completed", "error", "provider_error", "internal_error", "approval_required"]
+RunStatus = Literal[
+    "queued", "running", "completed", "failed", "budget_exceeded", "killed", "cancelled", "awaiting_approval"
+]
+"""`runs.status`; the database checks it (agent/durable/migrations/0007_cancelled_runs.sql).
+
+`cancelled` is an interrupted run (Ctrl-C, `Runtime.interrupt`): terminal, and resumable like every stop.
+"""
+StopReason = Literal[
+    CapReason, "completed", "error", "provider_error", "internal_error", "approval_required", "interrupted"
+]
 """`runs.stop_reason`: a cap that stopped the run (`budgets.CapReason`), or how else it ended or paused.
 
-The database checks it too (0006_run_status_checks.sql); tests/test_store.py keeps the two equal.
+The database checks it too (0007_cancelled_runs.sql); tests/test_store.py keeps the two equal.
 """
 
 

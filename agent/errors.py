@@ -21,7 +21,18 @@ __all__ = [
 
 
 class ConfigurationError(ResearchAgentError):
-    """Settings or arguments that cannot work (unknown model, missing key...)."""
+    """Settings or arguments that cannot work (unknown model, missing key, invalid setting, unusable data dir).
+
+    Each problem is one line naming the environment variable or argument and the form it expects;
+    `problems` keeps them apart, `str()` joins them with newlines. The CLI exits 2 on it.
+    """
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__(*problems)
+        self.problems: tuple[str, ...] = problems
+
+    def __str__(self) -> str:
+        return "\n".join(self.problems)
 
 
 class DatabaseError(ResearchAgentError):

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import httpx2
 from openai import AsyncOpenAI
@@ -36,7 +38,10 @@ from pydantic_ai.retries import AsyncHTTPX2TenacityTransport, RetryConfig, wait_
 from tenacity import RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from agent.errors import ConfigurationError
-from agent.settings import Settings, is_offline_model
+from agent.settings import Settings, env_var, is_offline_model
+
+if TYPE_CHECKING:
+    from agent.config import RunConfig
 
 ModelSpec = Model | str
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
@@ -113,18 +118,41 @@ def model_label(model: ModelSpec) -> str:
     return f"{model.system}:{model.model_name}"
 
 
-def _load_factory(spec: str) -> Model:
+MODEL_FORMS = (
+    "`offline`, `auto`, `openai:NAME` (with OPENAI_API_KEY set, or RESEARCH_AGENT_OPENAI_BASE_URL for an "
+    "OpenAI-compatible server), `anthropic:NAME` (with ANTHROPIC_API_KEY set), another pydantic-ai "
+    "`provider:NAME` with that provider's key, or `factory:package.module:callable`"
+)
+"""The model specs a string may be, for error messages."""
+MODEL_ARGUMENT = "--model (model=)"
+"""How errors name a model given as an argument (`research-agent ask --model`, `Runtime.submit(model=)`)."""
+_PROVIDER_ENV_VAR = re.compile(r"Set the `([A-Z][A-Z0-9_]*)` environment variable")
+
+
+class _Unresolvable(Exception):
+    """Why a model spec cannot become a `Model`, in words; the callers add the spec and where it came from."""
+
+
+def _factory_callable(spec: str) -> Callable[[], object]:
+    """The callable a `factory:package.module:callable` spec names, imported but not called."""
     target = spec.removeprefix("factory:")
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
-        raise ConfigurationError(f"model {spec!r}: expected `factory:package.module:callable`")
+        raise _Unresolvable("a factory must be written `factory:package.module:callable`")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
-        raise ConfigurationError(f"model {spec!r}: cannot import {target}: {exc}") from exc
-    model = factory()
+        raise _Unresolvable(f"cannot import {target}: {exc}") from exc
+    if not callable(factory):
+        raise _Unresolvable(f"{target} is a {type(factory).__name__}, not a callable returning a Model")
+    return factory  # type: ignore[no-any-return]
+
+
+def _load_factory(spec: str) -> Model:
+    model = _factory_callable(spec)()
     if not isinstance(model, Model):
-        raise ConfigurationError(f"model {spec!r}: {target}() returned {type(model).__name__}, not a Model")
+        target = spec.removeprefix("factory:")
+        raise _Unresolvable(f"{target}() returned {type(model).__name__}, not a Model")
     return model
 
 
@@ -137,7 +165,9 @@ def _openai_provider(settings: Settings, http_client: httpx2.AsyncClient) -> Ope
         base_url = None  # the SDK reads OPENAI_BASE_URL
         key = os.environ.get("OPENAI_API_KEY", "")
         if not key:
-            return OpenAIProvider(http_client=http_client)  # raises pydantic-ai's missing-key error
+            if not os.environ.get("OPENAI_BASE_URL"):
+                raise _Unresolvable("OPENAI_API_KEY is not set")
+            return OpenAIProvider(http_client=http_client)  # a keyless server at OPENAI_BASE_URL
     client = AsyncOpenAI(base_url=base_url, api_key=key, http_client=http_client, max_retries=0)
     return OpenAIProvider(openai_client=client)
 
@@ -148,12 +178,34 @@ def _anthropic_provider(http_client: httpx2.AsyncClient) -> Provider[object]:
 
     key = os.environ.get("ANTHROPIC_API_KEY", "")
     if not key:
-        return AnthropicProvider(http_client=http_client)  # type: ignore[return-value]  # raises missing-key
+        raise _Unresolvable("ANTHROPIC_API_KEY is not set")
     client = AsyncAnthropic(api_key=key, http_client=http_client, max_retries=0)
     return AnthropicProvider(anthropic_client=client)  # type: ignore[return-value]
 
 
+def _provider(name: str, settings: Settings, http_client: httpx2.AsyncClient) -> Provider[object]:
+    if name in OPENAI_PROVIDERS:
+        return _openai_provider(settings, http_client)  # type: ignore[return-value]
+    if name == "anthropic":
+        return _anthropic_provider(http_client)
+    provider_class = infer_provider_class(name)
+    try:
+        return provider_class(http_client=http_client)  # type: ignore[call-arg]
+    except TypeError:
+        return infer_provider(name)
+
+
+def _user_error_reason(error: UserError) -> str:
+    """pydantic-ai's words, without its advice to call `Agent('test')` (not something a user of this agent does)."""
+    text = str(error)
+    missing = _PROVIDER_ENV_VAR.search(text)
+    if missing:
+        return f"{missing.group(1)} is not set"
+    return text.split(" To try Pydantic AI", 1)[0].strip()
+
+
 def _single_model(spec: ModelSpec, settings: Settings, http_client: httpx2.AsyncClient) -> Model:
+    """`spec` as a `Model`; `_Unresolvable` says why it cannot be one. Builds clients, never connects."""
     if isinstance(spec, Model):
         return spec
     if spec.startswith("factory:"):
@@ -162,29 +214,26 @@ def _single_model(spec: ModelSpec, settings: Settings, http_client: httpx2.Async
         from agent.offline.model import offline_model
 
         return offline_model()
-
-    def provider_factory(name: str) -> Provider[object]:
-        if name in OPENAI_PROVIDERS:
-            return _openai_provider(settings, http_client)  # type: ignore[return-value]
-        if name == "anthropic":
-            return _anthropic_provider(http_client)
-        provider_class = infer_provider_class(name)
-        try:
-            return provider_class(http_client=http_client)  # type: ignore[call-arg]
-        except TypeError:
-            return infer_provider(name)
-
     try:
         provider_name, _, model_name = spec.partition(":")
         if settings.openai_base_url and model_name and provider_name in OPENAI_PROVIDERS:
             # OpenAI-compatible servers speak Chat Completions; the Responses API only when asked for.
             model_class = OpenAIResponsesModel if provider_name == "openai-responses" else OpenAIChatModel
             return model_class(model_name, provider=_openai_provider(settings, http_client))
-        return infer_model(spec, provider_factory=provider_factory)
+        return infer_model(spec, provider_factory=lambda name: _provider(name, settings, http_client))
     except UserError as exc:
-        raise ConfigurationError(f"model {spec!r}: {exc}") from exc
-    except ValueError as exc:
-        raise ConfigurationError(f"unknown model {spec!r}: {exc}") from exc
+        raise _Unresolvable(_user_error_reason(exc)) from exc
+    except ImportError as exc:  # the provider's SDK is an optional extra that is not installed
+        raise _Unresolvable(str(exc)) from exc
+    except ValueError as exc:  # an unknown provider
+        raise _Unresolvable(str(exc)) from exc
+
+
+def _resolve_one(spec: ModelSpec, settings: Settings, http_client: httpx2.AsyncClient, *, source: str) -> Model:
+    try:
+        return _single_model(spec, settings, http_client)
+    except _Unresolvable as exc:
+        raise ConfigurationError(f"{source} {model_label(spec)!r}: {exc}; expected {MODEL_FORMS}") from exc
 
 
 def resolve_model(
@@ -195,8 +244,54 @@ def resolve_model(
     http_client: httpx2.AsyncClient,
 ) -> Model:
     """The model a run uses: the primary, wrapped in a `FallbackModel` when fallbacks are configured."""
-    primary = _single_model(spec, settings, http_client)
+    primary = _resolve_one(spec, settings, http_client, source="model")
     if not fallback_models:
         return primary
-    fallbacks = [_single_model(name, settings, http_client) for name in fallback_models]
+    fallbacks = [_resolve_one(name, settings, http_client, source="fallback model") for name in fallback_models]
     return FallbackModel(primary, *fallbacks)
+
+
+# --- checking models up front (`Runtime.submit`), before any run exists -----------------------------
+
+
+class _NoNetwork(httpx2.AsyncBaseTransport):
+    """The transport of the client models are checked with: building a client is fine, sending is a bug."""
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        raise RuntimeError(f"a model check tried to send {request.method} {request.url}")
+
+
+def check_model(spec: str, *, settings: Settings, source: str) -> None:
+    """Raise `ConfigurationError` unless `spec` resolves to a model with this process's keys.
+
+    The same resolution a worker's `RunFactory` runs (`_single_model`), with a client that cannot send:
+    nothing touches the network. A `factory:` spec is imported but not called (it may be expensive).
+    `source` names where the spec came from: `RESEARCH_AGENT_MODEL`, `--model`...
+    """
+    try:
+        if spec.startswith("factory:"):
+            _factory_callable(spec)
+        else:
+            _single_model(spec, settings, httpx2.AsyncClient(transport=_NoNetwork(), trust_env=False))
+    except _Unresolvable as exc:
+        raise ConfigurationError(f"{source} {spec!r}: {exc}; expected {MODEL_FORMS}") from exc
+
+
+def check_run_models(
+    settings: Settings, config: RunConfig, *, model: ModelSpec | None = None, critic: ModelSpec | None = None
+) -> None:
+    """Check every model `config` names (research, fallbacks, critic) the way a worker will resolve them.
+
+    `model` and `critic` are what the caller passed (None: from settings); `Model` instances run in this
+    process and need no check. Errors name the variable or argument each spec came from.
+    """
+    in_process = {model_label(given) for given in (model, critic) if isinstance(given, Model)}
+    argument = model is not None and model != "auto"
+    checks = [(config.model, MODEL_ARGUMENT if argument else env_var("model"))]
+    checks += [(name, env_var("fallback_models")) for name in config.fallback_models]
+    critic_label = config.critic_model
+    if critic_label is not None and not is_offline_model(critic_label) and critic_label != config.model:
+        checks.append((critic_label, "critic=" if critic is not None else env_var("critic_model")))
+    for spec, source in checks:
+        if spec not in in_process:
+            check_model(spec, settings=settings, source=source)

@@ -7,13 +7,16 @@ different settings still runs it exactly as submitted; secrets are never frozen.
 
 from __future__ import annotations
 
+import json
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
+import annotated_types
 import platformdirs
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agent.errors import ConfigurationError
@@ -27,6 +30,16 @@ AUTO_MODELS: tuple[tuple[str, str], ...] = (
     ("OPENAI_API_KEY", "openai:gpt-4.1-mini"),
     ("ANTHROPIC_API_KEY", "anthropic:claude-sonnet-4-5"),
 )
+
+
+ENV_PREFIX = "RESEARCH_AGENT_"
+_JSON_FIELDS = ("tool_policy", "model_prices")
+# Expected forms that cannot be derived from a field's type and bounds (see `_expected_form`).
+_FORMS: dict[str, str] = {
+    "tool_policy": 'JSON like {"tools": {"fetch_url": "require_approval"}, "timeouts": {"fetch_url": 20}}',
+    "model_prices": 'JSON like {"openai:my-model": {"input_per_mtok": 0.5, "output_per_mtok": 1.5}}',
+    "data_dir": "a directory path",
+}
 
 
 def _default_data_dir() -> Path:
@@ -53,7 +66,7 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(
         default=None, description="Key for `openai_base_url`; plain OpenAI also reads OPENAI_API_KEY."
     )
-    model_prices: dict[str, ModelPrice] = Field(
+    model_prices: Annotated[dict[str, ModelPrice], NoDecode] = Field(
         default_factory=dict,
         description='JSON: prices for models genai-prices does not know, e.g. {"openai:my-model": '
         '{"input_per_mtok": 0.5, "output_per_mtok": 1.5}}; keys `system:model`, `model` or `system:*`.',
@@ -95,7 +108,7 @@ class Settings(BaseSettings):
     fetch_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
     fetch_max_chars: int = Field(default=12_000, ge=500, le=200_000, description="Page text shown to the model.")
     page_cache_ttl_seconds: int = Field(default=86_400, ge=0)
-    tool_policy: ToolPolicyOverrides = Field(
+    tool_policy: Annotated[ToolPolicyOverrides, NoDecode] = Field(
         default_factory=ToolPolicyOverrides,
         description='JSON merged over the default tool policy, e.g. {"tools": {"web_search": "deny"}, '
         '"timeouts": {"fetch_url": 20}}; tools not named anywhere are denied.',
@@ -142,6 +155,19 @@ class Settings(BaseSettings):
     # --- observability -----------------------------------------------------------------------
     service_name: str = "research-agent"
 
+    @classmethod
+    def load(cls) -> Settings:
+        """Settings from the environment; what the CLI and `open_runtime` use.
+
+        Unlike `Settings()`, which raises pydantic's `ValidationError`, a bad value raises a
+        `ConfigurationError` with one line per bad variable: its name (`RESEARCH_AGENT_LEASE_SECONDS`),
+        the value given and the form expected.
+        """
+        try:
+            return cls()
+        except ValidationError as exc:
+            raise ConfigurationError(*_describe_problems(exc)) from exc
+
     def resolved_model(self) -> str:
         """The model `auto` stands for: a real model when a provider key is configured, else offline."""
         if self.model != "auto":
@@ -180,6 +206,19 @@ class Settings(BaseSettings):
     def _lower_hosts(cls, value: list[str]) -> list[str]:
         return [host.lower() for host in value]
 
+    @field_validator(*_JSON_FIELDS, mode="before")
+    @classmethod
+    def _parse_json(cls, value: object) -> object:
+        """JSON settings are decoded here (not by the env source) so a bad one is a validation error like any other."""
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return {}
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
 
 def critic_label(critic_model: str, *, run_model: str) -> str | None:
     """The critic a run with `run_model` gets from the `critic_model` setting; None when the critic is off."""
@@ -191,3 +230,119 @@ def critic_label(critic_model: str, *, run_model: str) -> str | None:
 
 def is_offline_model(model: str) -> bool:
     return model == OFFLINE_MODEL or model.startswith(f"{OFFLINE_MODEL}:")
+
+
+# --- configuration errors a user can act on --------------------------------------------------------
+
+
+def env_var(field_name: str) -> str:
+    """The environment variable that sets `field_name` (the first alias that is set, for aliased fields)."""
+    names = _env_names(field_name)
+    return next((name for name in names if _env_value(name) is not None), names[0])
+
+
+def _env_names(field_name: str) -> list[str]:
+    field = Settings.model_fields.get(field_name)
+    alias = field.validation_alias if field is not None else None
+    if isinstance(alias, AliasChoices):
+        return [str(choice) for choice in alias.choices]
+    return [f"{ENV_PREFIX}{field_name.upper()}"]
+
+
+def _env_value(name: str) -> str | None:
+    """The raw value of `name` in the environment, matched case-insensitively like pydantic-settings does."""
+    return next((value for key, value in os.environ.items() if key.upper() == name.upper()), None)
+
+
+def _field_name(loc_head: str | int) -> str:
+    """The field an error is about; errors on aliased fields are located by the alias."""
+    head = str(loc_head)
+    if head in Settings.model_fields:
+        return head
+    for name in Settings.model_fields:
+        if head.upper() in (alias.upper() for alias in _env_names(name)):
+            return name
+    return head
+
+
+def _describe_problems(error: ValidationError) -> list[str]:
+    """One line per bad setting: `VARIABLE='value': expected FORM (detail)`."""
+    details: dict[str, list[str]] = {}
+    for item in error.errors(include_url=False):
+        name = _field_name(item["loc"][0]) if item["loc"] else ""
+        found = details.setdefault(name, [])
+        if name in _JSON_FIELDS or item["type"] == "value_error":
+            where = ".".join(str(part) for part in item["loc"][1:])
+            message = str(item["msg"]).removeprefix("Value error, ")
+            found.append(f"at {where}: {message}" if where else message)
+    return [_problem_line(name, found) for name, found in details.items()]
+
+
+def _problem_line(name: str, details: list[str]) -> str:
+    field = Settings.model_fields.get(name)
+    if field is None:  # not a field (pydantic reports a model-level problem): keep its words
+        return f"invalid settings: {'; '.join(details) or name}"
+    variable = env_var(name)
+    raw = _env_value(variable)
+    shown = "" if raw is None or _is_secret(name, field) else f"={_clip(raw)!r}"
+    detail = f" ({'; '.join(details)})" if details else ""
+    return f"{variable}{shown}: expected {_expected_form(name, field)}{detail}"
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _is_secret(name: str, field: FieldInfo) -> bool:
+    return name == "database_url" or SecretStr in _members(field.annotation)
+
+
+def _members(annotation: Any) -> list[Any]:
+    """The types of a union (without None), or the annotation itself."""
+    args = get_args(annotation)
+    if get_origin(annotation) is Literal or not args:
+        return [annotation]
+    if get_origin(annotation) in (list, dict):
+        return [annotation]
+    return [member for arg in args if arg is not type(None) for member in _members(arg)]
+
+
+def _expected_form(name: str, field: FieldInfo) -> str:
+    """What a valid value looks like, from the field's type and bounds (or `_FORMS` where those do not say)."""
+    if name in _FORMS:
+        return _FORMS[name]
+    members = _members(field.annotation)
+    literals = [str(value) for member in members if get_origin(member) is Literal for value in get_args(member)]
+    if literals:
+        return "one of " + ", ".join(literals)
+    if bool in members:
+        return "1 or 0 (true or false)"
+    if any(get_origin(member) is list for member in members):
+        return "comma-separated values"
+    if not any(member in (int, float, Decimal) for member in members):
+        return "text"
+    unit = next((form for suffix, form in _UNITS.items() if name.endswith(suffix)), None)
+    number = unit or ("a whole number" if int in members else "a number")
+    bounds = [bound for bound in map(_bound, field.metadata) if bound]
+    return f"{number} {' and '.join(bounds)}" if bounds else number
+
+
+_UNITS: dict[str, str] = {
+    "_seconds": "a number of seconds",
+    "_usd": "a dollar amount",
+    "_bytes": "a whole number of bytes",
+    "_chars": "a whole number of characters",
+}
+
+
+def _bound(meta: object) -> str | None:
+    match meta:
+        case annotated_types.Gt(gt=value):
+            return f"> {value}"
+        case annotated_types.Ge(ge=value):
+            return f">= {value}"
+        case annotated_types.Lt(lt=value):
+            return f"< {value}"
+        case annotated_types.Le(le=value):
+            return f"<= {value}"
+    return None

@@ -188,8 +188,24 @@ async def test_unknown_price_under_a_cost_cap_is_a_clear_error(runtime: Runtime)
     refused = await runtime.research("q?", model=unpriced)
     assert refused.status == "failed" and refused.error is not None
     assert "RESEARCH_AGENT_MODEL_PRICES" in refused.error and "function:unpriced" in refused.error
+    # The fix, for a Python caller and for the CLI alike.
+    assert 'Settings(model_prices={"function:unpriced": budgets.ModelPrice(' in refused.error
+    assert "budget=Budget(max_cost_usd=None)" in refused.error and "--max-cost none" in refused.error
     allowed = await runtime.research("q?", model=unpriced, budget=Budget(max_cost_usd=None, max_turns=1))
     assert allowed.stop_reason == "turns"
+
+
+async def test_unknown_critic_price_names_the_settings_that_fix_it(runtime: Runtime) -> None:
+    research_model = FunctionModel(lambda m, i: ModelResponse(parts=[TextPart("x")]), model_name="priced")
+    critic = FunctionModel(lambda m, i: ModelResponse(parts=[TextPart("x")]), model_name="unpriced-critic")
+    price = runtime.settings.model_prices["function:*"]
+    runtime.settings = runtime.settings.model_copy(update={"model_prices": {"function:priced": price}})
+    refused = await runtime.research("q?", model=research_model, critic=critic)
+    assert refused.status == "failed" and refused.error is not None
+    assert "critic model 'function:unpriced-critic'" in refused.error
+    assert 'Settings(model_prices={"function:unpriced-critic": budgets.ModelPrice(' in refused.error
+    assert 'Settings(critic_model="off")' in refused.error and "RESEARCH_AGENT_CRITIC_MODEL=off" in refused.error
+    assert refused.usage.requests == 0  # refused before any spend
 
 
 async def test_per_tool_cap_counts_parallel_calls_in_one_response(

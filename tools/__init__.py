@@ -14,6 +14,7 @@ from tools._corpus import (
 )
 from tools._corpus_ingest import (
     PYTHON_DOCS_COLLECTION,
+    IndexProgress,
     IngestError,
     IngestReport,
     ensure_python_docs,
@@ -74,6 +75,7 @@ __all__ = [
     "FetchUrlArgs",
     "FetchUrlResult",
     "FetchedPage",
+    "IndexProgress",
     "IngestError",
     "IngestReport",
     "InvalidURLError",

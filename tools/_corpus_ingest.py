@@ -17,8 +17,9 @@ import platform
 import re
 import sys
 import sysconfig
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, TypeGuard
@@ -34,6 +35,7 @@ __all__ = [
     "MAX_FILE_BYTES",
     "PYTHON_DOCS_COLLECTION",
     "SUPPORTED_SUFFIXES",
+    "IndexProgress",
     "IngestError",
     "IngestReport",
     "build_python_docs",
@@ -56,6 +58,13 @@ _MARKDOWN: Final = frozenset({".md", ".markdown"})
 _TEXT: Final = frozenset({".txt", ".rst"})
 _HTML: Final = frozenset({".html", ".htm"})
 SUPPORTED_SUFFIXES: Final = _MARKDOWN | _TEXT | _HTML
+
+IndexProgress = Callable[[int, int], None]
+"""`progress(done, total)` while the Python reference is indexed: `done` only grows and ends at `total`.
+
+Units are steps of work, not documents: each document is built (parsed) and then stored, two steps each.
+Called on the event loop's thread, never from the worker thread that parses.
+"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -269,17 +278,21 @@ def python_docs_version() -> str:
     return f"python-{platform.python_version()}/format-{_PYTHON_DOCS_FORMAT}"
 
 
-async def ingest_python_docs(store: CorpusStore) -> IngestReport:
-    """(Re)index the Python reference topics and the standard library's module docs unconditionally."""
+async def ingest_python_docs(store: CorpusStore, *, progress: IndexProgress | None = None) -> IngestReport:
+    """(Re)index the Python reference topics and the standard library's module docs unconditionally.
+
+    `progress(done, total)` reports the work as it goes (see `IndexProgress`).
+    """
     async with store.exclusive(PYTHON_DOCS_COLLECTION) as locked:
-        return await _index_python_docs(locked)
+        return await _index_python_docs(locked, progress)
 
 
-async def ensure_python_docs(store: CorpusStore) -> IngestReport | None:
+async def ensure_python_docs(store: CorpusStore, *, progress: IndexProgress | None = None) -> IngestReport | None:
     """Index the Python docs the first time they are needed; None when they already are.
 
     Concurrent callers serialise on a transaction-scoped advisory lock; whoever comes second finds the
-    marker the first one committed and returns None.
+    marker the first one committed and returns None. `progress(done, total)` is called only when this
+    call indexes (see `IndexProgress`): a caller can show a progress bar for the cold start.
     """
     version = python_docs_version()
     if await _python_docs_current(store, version):
@@ -287,7 +300,7 @@ async def ensure_python_docs(store: CorpusStore) -> IngestReport | None:
     async with store.exclusive(PYTHON_DOCS_COLLECTION) as locked:
         if await _python_docs_current(locked, version):
             return None
-        return await _index_python_docs(locked)
+        return await _index_python_docs(locked, progress)
 
 
 async def _python_docs_current(store: CorpusStore, version: str) -> bool:
@@ -297,17 +310,50 @@ async def _python_docs_current(store: CorpusStore, version: str) -> bool:
     )
 
 
-async def _index_python_docs(locked: CorpusStore) -> IngestReport:
-    """Build every document in a thread, upsert in batches, drop leftovers, then write the marker."""
+async def _index_python_docs(locked: CorpusStore, progress: IndexProgress | None) -> IngestReport:
+    """Build every document in a thread, upsert in batches, drop leftovers, then write the marker.
+
+    Progress: building is the first half of the steps (one per document), storing the second.
+    """
     started = time.perf_counter()
-    documents, errors = await asyncio.to_thread(build_python_docs)
+    documents, errors = await _build_in_thread(progress)
+    built = len(documents) + len(errors)
     report = IngestReport(collection=PYTHON_DOCS_COLLECTION, errors=errors)
+    stored = 0
     for batch in _batches(documents):
         report.add(await locked.upsert_documents(batch))
+        stored += len(batch)
+        if progress is not None:
+            progress(built + stored, 2 * built)
     await locked.prune(PYTHON_DOCS_COLLECTION, keep={doc.url for doc in documents})
     await locked.mark_collection(PYTHON_DOCS_COLLECTION, version=python_docs_version())
+    if progress is not None and stored < built:  # documents that failed to build are not stored: still done
+        progress(2 * built, 2 * built)
     report.seconds = time.perf_counter() - started
     return report
+
+
+async def _build_in_thread(progress: IndexProgress | None) -> tuple[list[CorpusDocument], list[IngestError]]:
+    """`build_python_docs` in a worker thread, its progress relayed to the event loop's thread.
+
+    If the caller is cancelled (Ctrl-C, a cancelled run), the build stops between modules instead of
+    parsing on in the background, and no progress arrives after the cancellation.
+    """
+    loop = asyncio.get_running_loop()
+    stop = threading.Event()
+
+    def relay(done: int, total: int) -> None:
+        if progress is not None and not stop.is_set():
+            progress(done, 2 * total)
+
+    def from_thread(done: int, total: int) -> None:
+        if not stop.is_set():
+            loop.call_soon_threadsafe(relay, done, total)
+
+    try:
+        return await asyncio.to_thread(build_python_docs, progress=from_thread if progress else None, stop=stop)
+    finally:
+        stop.set()
 
 
 def _batches(documents: Sequence[CorpusDocument]) -> Iterator[list[CorpusDocument]]:
@@ -323,16 +369,37 @@ def _batches(documents: Sequence[CorpusDocument]) -> Iterator[list[CorpusDocumen
         yield batch
 
 
-def build_python_docs() -> tuple[list[CorpusDocument], list[IngestError]]:
-    """Every `pydoc_data` topic plus one document per documented stdlib module (CPU-bound: run in a thread)."""
+class _BuildStopped(Exception):
+    """The build was abandoned because its caller went away (see `_build_in_thread`)."""
+
+
+def build_python_docs(
+    *, progress: IndexProgress | None = None, stop: threading.Event | None = None
+) -> tuple[list[CorpusDocument], list[IngestError]]:
+    """Every `pydoc_data` topic plus one document per documented stdlib module (CPU-bound: run in a thread).
+
+    `progress(done, total)` counts documents built (or failed): the topics at once, then module by
+    module, ending at `total`. Once `stop` is set the build gives up between modules.
+    """
     documents = _topic_documents()
+    modules = [
+        entry
+        for module, path, is_package in _stdlib_sources()
+        for entry in [(module, path), *_own_page_submodules(module, path, is_package)]
+    ]
+    total = len(documents) + len(modules)
     errors: list[IngestError] = []
-    for module, path, is_package in _stdlib_sources():
-        for name, source in [(module, path), *_own_page_submodules(module, path, is_package)]:
-            try:
-                documents.append(_module_document(name, source, fold_children=source.name == "__init__.py"))
-            except (OSError, SyntaxError, ValueError) as exc:
-                errors.append(IngestError(path=str(source), message=f"{name}: {type(exc).__name__}: {exc}"))
+    if progress is not None:
+        progress(len(documents), total)
+    for name, source in modules:
+        if stop is not None and stop.is_set():
+            raise _BuildStopped(name)
+        try:
+            documents.append(_module_document(name, source, fold_children=source.name == "__init__.py"))
+        except (OSError, SyntaxError, ValueError) as exc:
+            errors.append(IngestError(path=str(source), message=f"{name}: {type(exc).__name__}: {exc}"))
+        if progress is not None:
+            progress(len(documents) + len(errors), total)
     return documents, errors
 
 

@@ -1,8 +1,8 @@
 """The runs executing in one runner, and what the cross-run controls can do to each of them.
 
-The kill switch cancels every active run through pydantic-ai's `CancellationToken` with a decided
-stop; the daily spend cap holds a reservation per run that must be freed when the run ends, even if
-its last request was cancelled mid-flight.
+The kill switch (and an interrupt: Ctrl-C, `Runtime.interrupt`) cancels active runs through pydantic-ai's
+`CancellationToken` with a decided stop; the daily spend cap holds a reservation per run that must be
+freed when the run ends, even if its last request was cancelled mid-flight.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pydantic_ai.exceptions import RunCancelled
 from pydantic_ai.models import Model
 
 from agent.durable.controls import KillSwitch, RunSpend
-from agent.durable.stops import StopDecision
+from agent.durable.stops import StopDecision, interrupted, killed
 from agent.errors import ConfigurationError
 from budgets import DailySpend, Pricer
 
@@ -58,12 +58,24 @@ class ActiveRuns:
 
     def kill_all(self, message: str) -> list[str]:
         """Stop every active run as `killed` / `kill_switch`; idempotent; returns the runs newly asked to stop."""
+        return self._stop(killed(message), run_id=None)
+
+    def interrupt(self, message: str, *, run_id: str | None = None) -> list[str]:
+        """Stop the active run `run_id` (every active run when None) as `cancelled` / `interrupted`.
+
+        Idempotent, and the first stop decided for a run wins; returns the runs newly asked to stop.
+        """
+        return self._stop(interrupted(message), run_id=run_id)
+
+    def _stop(self, decision: StopDecision, *, run_id: str | None) -> list[str]:
         stopped: list[str] = []
-        for run_id, control in list(self._runs.items()):
+        for active_id, control in list(self._runs.items()):
+            if run_id is not None and active_id != run_id:
+                continue
             if control.stop is None:
-                control.stop = StopDecision(status="killed", stop_reason="kill_switch", error=message)
+                control.stop = decision
                 control.token.cancel()
-                stopped.append(run_id)
+                stopped.append(active_id)
         return stopped
 
     async def end(self, run_id: str) -> None:

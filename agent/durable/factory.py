@@ -17,6 +17,7 @@ from pydantic_ai.models import Model
 
 from agent.durable.store import RunRecord
 from agent.errors import ConfigurationError
+from agent.events import ProgressCallback, ProgressEvent, ignore_progress
 from agent.models import resolve_model, retrying_http_client
 from agent.offline import OfflineCriticModel
 from agent.review import Critic
@@ -27,6 +28,7 @@ from tools import (
     CorpusSearchBackend,
     CorpusStore,
     FetchedPage,
+    IndexProgress,
     LocalPages,
     SearchBackend,
     build_search_backend,
@@ -75,15 +77,20 @@ class RunFactory:
         self._provider_http: httpx2.AsyncClient | None = None
         self._http: httpx.AsyncClient | None = None
 
-    def build(self, run: RunRecord, corpus: CorpusStore) -> RunComponents:
-        """Resolve everything the run needs; a `ConfigurationError` means the run cannot work as configured."""
+    def build(
+        self, run: RunRecord, corpus: CorpusStore, *, progress: ProgressCallback = ignore_progress
+    ) -> RunComponents:
+        """Resolve everything the run needs; a `ConfigurationError` means the run cannot work as configured.
+
+        `progress` hears `index` events if the offline search first has to index the Python reference.
+        """
         model = self.model_for(run.config.model, fallback_models=run.config.fallback_models)
         offline = run.config.search_backend == "corpus"
         return RunComponents(
             model=model,
             pricer=run_pricer(model, run),
             critic=self._critic_for(run),  # before any spend: a critic that cannot run fails the run now
-            search=self.search_backend or self._search_backend(run, corpus),
+            search=self.search_backend or self._search_backend(run, corpus, progress),
             # Offline runs read the corpus; online runs only for explicit corpus:// URLs.
             corpus=corpus if offline else CorpusUrlsOnly(corpus),
         )
@@ -115,15 +122,17 @@ class RunFactory:
         if label is None:
             return None
         model = OfflineCriticModel() if is_offline_model(label) else self.model_for(label)
-        pricer = run_pricer(model, run, role="critic model", alternative="set RESEARCH_AGENT_CRITIC_MODEL=off")
+        critic_off = 'turn the critic off: Settings(critic_model="off") (environment: RESEARCH_AGENT_CRITIC_MODEL=off)'
+        pricer = run_pricer(model, run, role="critic model", alternative=critic_off)
         return Critic(model=model, pricer=pricer, label=label)
 
-    def _search_backend(self, run: RunRecord, corpus: CorpusStore) -> SearchBackend:
+    def _search_backend(self, run: RunRecord, corpus: CorpusStore, progress: ProgressCallback) -> SearchBackend:
         """The run's frozen backend choice; keys come from this worker's settings (never frozen)."""
         settings = self.settings
         if run.config.search_backend == "corpus":
-            # The Python reference is indexed the first time an offline search needs it.
-            return CorpusSearchBackend(corpus, prepare=lambda: ensure_python_docs(corpus))
+            # The Python reference is indexed the first time an offline search needs it, with progress.
+            indexing = index_progress(progress, run.id)
+            return CorpusSearchBackend(corpus, prepare=lambda: ensure_python_docs(corpus, progress=indexing))
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
         return build_search_backend(
@@ -135,20 +144,36 @@ class RunFactory:
         )
 
 
+INDEXING_MESSAGE = "indexing the Python reference (first use)"
+
+
+def index_progress(progress: ProgressCallback, run_id: str) -> IndexProgress:
+    """Indexing progress as the run's `index` events (`done`/`total` for a progress bar)."""
+
+    def report(done: int, total: int) -> None:
+        progress(ProgressEvent(run_id=run_id, kind="index", message=INDEXING_MESSAGE, done=done, total=total))
+
+    return report
+
+
 def run_pricer(
     model: Model,
     run: RunRecord,
     *,
     role: str = "model",
-    alternative: str = "run without a cost cap (--max-cost none)",
+    alternative: str = "run without a cost cap: budget=Budget(max_cost_usd=None) (CLI: --max-cost none)",
 ) -> Pricer | None:
-    """How to price `model` in this run; a cost cap with no known price is a configuration error, not a silent $0."""
+    """How to price `model` in this run; a cost cap with no known price is a configuration error, not a silent $0.
+
+    The message names the fix for both audiences: Python callers (`Settings`, `Budget`) and the CLI (variables, flags).
+    """
     pricer = pricer_for(model, overrides=run.config.model_prices)
     if pricer is None and run.config.budget.max_cost_usd is not None:
         label = f"{model.system}:{model.model_name}"
         raise ConfigurationError(
             f"no price is known for {role} {label!r}, so the ${run.config.budget.max_cost_usd} cost cap cannot "
-            f'be enforced; set RESEARCH_AGENT_MODEL_PRICES=\'{{"{label}": {{"input_per_mtok": ..., '
-            f'"output_per_mtok": ...}}}}\' or {alternative}'
+            f'be enforced; give it a price with Settings(model_prices={{"{label}": budgets.ModelPrice('
+            f"input_per_mtok=..., output_per_mtok=...)}}) (environment: RESEARCH_AGENT_MODEL_PRICES="
+            f'\'{{"{label}": {{"input_per_mtok": ..., "output_per_mtok": ...}}}}\'), or {alternative}'
         )
     return pricer

@@ -3,7 +3,8 @@
 The runner builds what a run needs (`factory`), opens a `RunSession` over its committed history, lets
 the critic loop (`agent.review.ReviewLoop`) research and review the report, and finishes the run with a
 status decided from the exception that stopped it (`stops`). The heartbeat renews the lease; a runner
-that loses it stops touching the run. The kill switch and daily cap reach active runs through `ActiveRuns`.
+that loses it stops touching the run. The kill switch, the daily cap and interrupts (Ctrl-C) reach active
+runs through `ActiveRuns`.
 """
 
 from __future__ import annotations
@@ -63,8 +64,12 @@ class DurableRunner:
         self.active = ActiveRuns()
         self._sessions: dict[str, RunSession] = {}  # read by the heartbeat: elapsed run time, carried over resumes
 
-    async def execute(self, run: RunRecord) -> RunRecord:
-        """Run `run` (already claimed by this worker) until it stops; returns the stored final state."""
+    async def execute(self, run: RunRecord, *, interrupted: str | None = None) -> RunRecord:
+        """Run `run` (already claimed by this worker) until it stops; returns the stored final state.
+
+        `interrupted`: the run was interrupted before it started (while it was being claimed); it ends
+        `cancelled` / `interrupted` with that message, through the same path as an interrupt mid-run.
+        """
         with (
             logfire.set_baggage(run_id=run.id),
             logfire.span(
@@ -78,6 +83,8 @@ class DurableRunner:
         ):
             heartbeat_lost = asyncio.Event()
             self.active.start(run.id)
+            if interrupted is not None:
+                self.active.interrupt(interrupted, run_id=run.id)
             task = asyncio.create_task(self._run_to_stop(run))
             beat = asyncio.create_task(self._heartbeat(run.id, task, heartbeat_lost))
             try:
@@ -105,6 +112,16 @@ class DurableRunner:
         finishes the run (releasing its lease). Idempotent; returns the runs newly asked to stop.
         """
         return self.active.kill_all(message)
+
+    def interrupt(self, message: str, *, run_id: str | None = None) -> list[str]:
+        """Stop the run `run_id` (every run executing here when None) as `cancelled` / `interrupted`.
+
+        Like `kill_all`, pydantic-ai's cancellation tears in-flight model and tool calls down; the runner
+        commits what completed and finishes the run, releasing its lease, so `runs resume` can queue it
+        again. Call it on the event loop's thread (e.g. from `loop.add_signal_handler`); idempotent;
+        returns the runs newly asked to stop.
+        """
+        return self.active.interrupt(message, run_id=run_id)
 
     async def aclose(self) -> None:
         await self.factory.aclose()
@@ -134,7 +151,7 @@ class DurableRunner:
         if history:
             emit(self.progress, run.id, "resume", f"resuming from {len(history)} committed messages", run.usage)
         try:
-            components = self.factory.build(run, CorpusStore(self.store.pool))
+            components = self.factory.build(run, CorpusStore(self.store.pool), progress=self.progress)
             spend = run_spend(
                 self.store.pool,
                 run_id=run.id,
@@ -334,8 +351,8 @@ def _partial_findings(
 
 
 def _control_steps(run: RunRecord, decision: StopDecision) -> list[StepRecord]:
-    """A stop by the kill switch or the daily cap, as an event step (and an event in the trace)."""
-    if decision.stop_reason not in ("kill_switch", "daily_cap"):
+    """A stop by the kill switch, the daily cap or an interrupt, as an event step (and an event in the trace)."""
+    if decision.stop_reason not in ("kill_switch", "daily_cap", "interrupted"):
         return []
     logfire.warn(
         "run stopped by {control}: {message}", control=decision.stop_reason, message=decision.error, run_id=run.id

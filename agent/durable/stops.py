@@ -36,6 +36,16 @@ class StopDecision:
 COMPLETED = StopDecision(status="completed", stop_reason="completed")
 
 
+def interrupted(message: str) -> StopDecision:
+    """An interrupted run (Ctrl-C, `Runtime.interrupt`): `cancelled`, terminal, resumable with `runs resume`."""
+    return StopDecision(status="cancelled", stop_reason="interrupted", error=message)
+
+
+def killed(message: str) -> StopDecision:
+    """A run the kill switch stopped: `killed`; turning the switch off queues it again."""
+    return StopDecision(status="killed", stop_reason="kill_switch", error=message)
+
+
 def usage_limit_reason(limits: UsageLimits, usage: RunUsage) -> StopReason:
     """Which of `limits` the run's `usage` crossed when pydantic-ai raised `UsageLimitExceeded`.
 

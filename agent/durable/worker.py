@@ -2,6 +2,8 @@
 
 Claims use `FOR UPDATE SKIP LOCKED` plus a lease the runner keeps renewing, so many workers on many
 machines can share one database; a run whose worker died is claimed again once its lease expires.
+`on_event` hears one `WorkerEvent` when a run is claimed and one when the worker is done with it (the
+CLI prints one log line each).
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from agent.durable.approvals import ApprovalStore
 from agent.durable.controls import ControlWatcher, KillSwitchState
 from agent.durable.runner import DurableRunner
 from agent.durable.store import RunRecord, release_lease
-from agent.events import ProgressCallback, ignore_progress
+from agent.events import (
+    ProgressCallback,
+    WorkerCallback,
+    WorkerEvent,
+    WorkerEventKind,
+    ignore_progress,
+    ignore_worker_events,
+)
 
 
 class Worker:
@@ -36,6 +45,7 @@ class Worker:
         exit_when_idle: bool = False,
         models: dict[str, Model] | None = None,
         progress: ProgressCallback = ignore_progress,
+        on_event: WorkerCallback = ignore_worker_events,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -45,6 +55,8 @@ class Worker:
         self.max_runs = max_runs
         self.exit_when_idle = exit_when_idle
         self.finished: list[RunRecord] = []
+        self.on_event = on_event
+        self._claimed: dict[str, tuple[RunRecord, float]] = {}  # run id -> the run as claimed, when (monotonic)
         self._runner = DurableRunner(
             store=runtime.store,
             settings=runtime.settings,
@@ -84,10 +96,7 @@ class Worker:
                     run = await store.claim_next(worker_id=self.worker_id, lease_seconds=settings.lease_seconds)
                     if run is not None:
                         claimed_total += 1
-                        logfire.info("claimed run", run_id=run.id, worker_id=self.worker_id, attempt=run.attempts)
-                        task = asyncio.create_task(self._runner.execute(run))
-                        self._active[run.id] = task
-                        task.add_done_callback(functools.partial(self._done, run.id))
+                        self._start(run)
                         continue
                     if self.exit_when_idle and not self._active:
                         break
@@ -114,15 +123,50 @@ class Worker:
         for approval in expired:
             logfire.info("approval {id} timed out: rejected", id=approval.id, run_id=approval.run_id)
 
+    def _start(self, run: RunRecord) -> None:
+        logfire.info("claimed run", run_id=run.id, worker_id=self.worker_id, attempt=run.attempts)
+        self._claimed[run.id] = (run, time.monotonic())
+        self._emit("claimed", run)
+        task = asyncio.create_task(self._runner.execute(run))
+        self._active[run.id] = task
+        task.add_done_callback(functools.partial(self._done, run.id))
+
     def _done(self, run_id: str, task: asyncio.Task[RunRecord]) -> None:
         self._active.pop(run_id, None)
-        if task.cancelled():
+        if task.cancelled():  # shutdown: `_shutdown` hands it back and reports it
             return
+        claimed, _ = self._claimed[run_id]
         error = task.exception()
         if error is not None:
             logfire.error("run task failed: {error}", error=repr(error), run_id=run_id)
+            self._emit("abandoned", claimed, error=repr(error))
             return
-        self.finished.append(task.result())
+        final = task.result()
+        self.finished.append(final)
+        # A run whose lease went to another worker is still `running`: released, not finished.
+        self._emit("released" if final.status in ("queued", "running") else "finished", final)
+
+    def _emit(self, kind: WorkerEventKind, run: RunRecord, *, error: str | None = None) -> None:
+        """One `WorkerEvent` for `on_event`; a failing callback is logged, never fatal to the worker."""
+        _, started = self._claimed.get(run.id, (run, time.monotonic()))
+        if kind != "claimed":
+            self._claimed.pop(run.id, None)
+        event = WorkerEvent(
+            kind=kind,
+            worker_id=self.worker_id,
+            run_id=run.id,
+            question=run.question,
+            status=run.status,
+            stop_reason=run.stop_reason,
+            attempt=run.attempts,
+            duration_seconds=0.0 if kind == "claimed" else time.monotonic() - started,
+            cost_usd=run.cost_usd,
+            error=error or (run.error if kind == "finished" else None),
+        )
+        try:
+            self.on_event(event)
+        except Exception:
+            logfire.exception("worker event callback failed", run_id=run.id, worker_id=self.worker_id)
 
     def _kill_switch_on(self, state: KillSwitchState) -> None:
         stopped = self._runner.kill_all(f"stopped: {state.describe()}")
@@ -138,4 +182,7 @@ class Worker:
             with suppress(asyncio.CancelledError, Exception):
                 await task
             await release_lease(self.runtime.store, run_id, worker_id=self.worker_id)
+            if run_id in self._claimed:  # not reported by `_done`: handed back to the queue
+                with suppress(Exception):
+                    self._emit("released", await self.runtime.store.get_run(run_id))
         await self._runner.aclose()

@@ -64,7 +64,7 @@ class RunStore:
         )
 
     async def requeue(self, run_id: str) -> RunRecord:
-        """Make a stopped (failed, killed, budget_exceeded) run claimable again, keeping its history."""
+        """Make a stopped (failed, killed, budget_exceeded, cancelled) run claimable again, keeping its history."""
         return await runs.requeue_stopped(self.pool, run_id)
 
     # --- turns --------------------------------------------------------------------------------------

@@ -208,10 +208,14 @@ async def park_for_approval(db: Executor, run_id: RunId, *, worker_id: str, elap
 
 
 # --- back to the queue ---------------------------------------------------------------------------------
+_RESUMABLE = "('failed', 'killed', 'budget_exceeded', 'cancelled')"
+"""Stopped runs `runs resume` queues again (`cancelled`: interrupted with Ctrl-C or `Runtime.interrupt`)."""
+
+
 async def requeue_stopped(db: Executor, run_id: str) -> RunRecord:
-    """Make a stopped (failed, killed, budget_exceeded) run claimable again, keeping its history."""
+    """Make a stopped (failed, killed, budget_exceeded, cancelled) run claimable again, keeping its history."""
     row = await db.fetchrow(
-        f"UPDATE runs SET {_REQUEUE} WHERE id = $1 AND status IN ('failed', 'killed', 'budget_exceeded') RETURNING *",
+        f"UPDATE runs SET {_REQUEUE} WHERE id = $1 AND status IN {_RESUMABLE} RETURNING *",
         _uuid(run_id),
     )
     if row is None:
