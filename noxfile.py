@@ -67,6 +67,7 @@ def bench(session: nox.Session) -> None:
     """Benchmarks print ratios measured side by side in one run (no pass/fail)."""
     session.install("-e", ".[test]")
     session.run("python", "bench/step_overhead.py", *session.posargs, env={"LOGFIRE_IGNORE_NO_CONFIG": "1"})
+    session.run("python", "bench/cli_startup.py", env={"LOGFIRE_IGNORE_NO_CONFIG": "1"})
 
 
 @nox.session

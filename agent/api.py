@@ -8,7 +8,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 import asyncpg
@@ -21,8 +21,10 @@ from agent.durable.approvals import Approval, ApprovalStore
 from agent.durable.controls import SharedControlWatcher, ensure_accepting_runs
 from agent.durable.database import open_database
 from agent.durable.inline import INTERRUPTED, InlineRuns
+from agent.durable.run_view import RunView as RunView  # its home; `agent.api.RunView` stays importable
+from agent.durable.run_view import read_run
 from agent.durable.runner import DurableRunner
-from agent.durable.store import AuditRecord, RunRecord, RunStore, StepRecord
+from agent.durable.store import RunRecord, RunStore, StepRecord
 from agent.errors import QuestionRefusedError, RunNotFoundError
 from agent.events import ProgressCallback, StartupCallback, ignore_progress, ignore_startup
 from agent.guardrails.screening import MAX_QUESTION_CHARS as _MAX_QUESTION_CHARS
@@ -63,18 +65,6 @@ class ResearchResult:
             cost_usd=record.cost_usd,
             error=record.error,
         )
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunView:
-    """A run with its steps, as `runs show` prints it."""
-
-    run: RunRecord
-    steps: list[StepRecord]
-    audit: list[AuditRecord] = field(default_factory=list)
-    """Tool-policy decisions for this run, from the append-only audit table."""
-    approvals: list[Approval] = field(default_factory=list)
-    """Tool calls this run asked a human about, pending or decided."""
 
 
 def validate_question(question: str) -> str:
@@ -200,13 +190,7 @@ class Runtime:
         return self._inline.interrupt(reason, run_id=run_id)
 
     async def get_run(self, run_id: str) -> RunView:
-        run = await self.store.get_run(run_id)
-        return RunView(
-            run=run,
-            steps=await self.store.get_steps(run.id),
-            audit=await self.store.audit_rows(run.id),
-            approvals=await self.approvals.find(run_id=run.id, pending_only=False),
-        )
+        return await read_run(self.store, self.approvals, run_id)
 
     async def list_runs(self, *, limit: int = 20) -> list[RunRecord]:
         return await self.store.list_runs(limit=limit)
@@ -219,8 +203,7 @@ class Runtime:
 
     async def pending_approvals(self) -> list[Approval]:
         """Requests waiting for a human, oldest first (expiring the overdue ones first)."""
-        await self.approvals.expire_due()
-        return await self.approvals.find(pending_only=True)
+        return await self.approvals.pending()
 
     async def decide_approval(
         self, approval_id: str, *, approve: bool, note: str | None = None, decided_by: str | None = None

@@ -233,7 +233,7 @@ def _resolve_one(spec: ModelSpec, settings: Settings, http_client: httpx2.AsyncC
     try:
         return _single_model(spec, settings, http_client)
     except _Unresolvable as exc:
-        raise ConfigurationError(f"{source} {model_label(spec)!r}: {exc}; expected {MODEL_FORMS}") from exc
+        raise ConfigurationError(f"{source} {model_label(spec)!r}: {exc} — expected {MODEL_FORMS}") from exc
 
 
 def resolve_model(
@@ -274,7 +274,7 @@ def check_model(spec: str, *, settings: Settings, source: str) -> None:
         else:
             _single_model(spec, settings, httpx2.AsyncClient(transport=_NoNetwork(), trust_env=False))
     except _Unresolvable as exc:
-        raise ConfigurationError(f"{source} {spec!r}: {exc}; expected {MODEL_FORMS}") from exc
+        raise ConfigurationError(f"{source} {spec!r}: {exc} — expected {MODEL_FORMS}") from exc
 
 
 def check_run_models(

@@ -300,9 +300,7 @@ def _is_secret(name: str, field: FieldInfo) -> bool:
 def _members(annotation: Any) -> list[Any]:
     """The types of a union (without None), or the annotation itself."""
     args = get_args(annotation)
-    if get_origin(annotation) is Literal or not args:
-        return [annotation]
-    if get_origin(annotation) in (list, dict):
+    if not args or get_origin(annotation) in (Literal, list, dict):
         return [annotation]
     return [member for arg in args if arg is not type(None) for member in _members(arg)]
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic_ai.usage import UsageLimits
+
+if TYPE_CHECKING:  # imported where used: reading a run's config (the CLI) does not load pydantic-ai
+    from pydantic_ai.usage import UsageLimits
 
 
 class Budget(BaseModel):
@@ -28,6 +31,8 @@ class Budget(BaseModel):
         pydantic-ai checks tokens after a response arrives (the crossing request is already paid), so
         the guard checks before each request instead; these limits can only fire if the guard is bypassed.
         """
+        from pydantic_ai.usage import UsageLimits
+
         return UsageLimits(
             request_limit=self.max_turns,
             total_tokens_limit=self.max_tokens,

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from budgets._guard import SpendGate
+from budgets._stops import SpendGate
 
 _TODAY = "(now() AT TIME ZONE 'UTC')::date"
 _CENT_FRACTION = Decimal("0.00000001")  # daily_spend columns are numeric(14, 8)

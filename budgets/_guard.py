@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
@@ -26,9 +25,8 @@ from pydantic_ai.usage import RunUsage
 from budgets._budget import Budget
 from budgets._estimate import input_token_bound
 from budgets._pricing import Pricer
-from tools.errors import ResearchAgentError
+from budgets._stops import BudgetExceeded, SpendGate, SpendHooks
 
-StopReason = Literal["turns", "tokens", "wall_time", "cost", "tool_calls", "loop", "daily_cap", "kill_switch"]
 CapName = Literal["turns", "tokens", "wall_time", "cost", "tool_calls"]
 
 DEFAULT_OUTPUT_ALLOWANCE = 4_096
@@ -36,14 +34,6 @@ DEFAULT_OUTPUT_ALLOWANCE = 4_096
 MIN_OUTPUT_ALLOWANCE = 64
 """Below this a request cannot produce a useful answer: the run stops instead."""
 WARN_FRACTION = 0.8
-
-
-class BudgetExceeded(ResearchAgentError):
-    """A cap was reached; the run stops with `reason` and keeps what it gathered."""
-
-    def __init__(self, reason: StopReason, message: str) -> None:
-        super().__init__(message)
-        self.reason: StopReason = reason
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,24 +50,6 @@ class BudgetEvent:
 @dataclass(frozen=True, kw_only=True)
 class Reservation:
     amount: Decimal
-
-
-class SpendGate(ResearchAgentError):
-    """Raised by a `SpendHooks.reserve` to refuse a request (daily cap reached, kill switch on)."""
-
-    def __init__(self, reason: StopReason, message: str) -> None:
-        super().__init__(message)
-        self.reason: StopReason = reason
-
-
-@dataclass(kw_only=True)
-class SpendHooks:
-    """Cross-run controls the guard consults; the defaults allow everything."""
-
-    reserve: Callable[[Decimal], Awaitable[None]] | None = None
-    """Reserve the worst-case cost of the next request against shared limits; raise `SpendGate` to refuse."""
-    settle: Callable[[Decimal, Decimal], Awaitable[None]] | None = None
-    """`settle(reserved, actual)` once the response is priced."""
 
 
 @dataclass

@@ -22,7 +22,7 @@ from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, Tool
 from pydantic_ai.tools import ToolDefinition
 from pydantic_core import to_jsonable_python
 
-from budgets._guard import BudgetExceeded
+from budgets._stops import BudgetExceeded
 
 DUPLICATE = "duplicate_call"
 STALE_SEARCH_FLAG = "no_new_urls"

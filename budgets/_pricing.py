@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from genai_prices import Usage, calc_price
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic_ai.models import Model
-from pydantic_ai.models.fallback import FallbackModel
+
+if TYPE_CHECKING:  # imported where used: `ModelPrice` is read with the settings, without pydantic-ai
+    from pydantic_ai.models import Model
 
 MILLION = Decimal(1_000_000)
 FREE_SYSTEMS = frozenset({"offline"})
@@ -59,6 +59,8 @@ class GenaiPricer:
     provider_id: str | None
 
     def price(self, *, input_tokens: int, output_tokens: int) -> Decimal:
+        from genai_prices import Usage, calc_price
+
         usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
         return calc_price(usage, self.model_ref, provider_id=self.provider_id).total_price
 
@@ -83,6 +85,8 @@ def _override(model: Model, overrides: Mapping[str, ModelPrice]) -> ModelPrice |
 
 def pricer_for(model: Model, *, overrides: Mapping[str, ModelPrice]) -> Pricer | None:
     """How to price requests to `model`, or None when no price is known."""
+    from pydantic_ai.models.fallback import FallbackModel
+
     if isinstance(model, FallbackModel):
         parts = [pricer_for(m, overrides=overrides) for m in model.models]
         if any(p is None for p in parts):

@@ -101,9 +101,10 @@ def _invoke(env: Mapping[str, str], args: tuple[str, ...]) -> CliResult:
 @contextmanager
 def _plain_consoles() -> Iterator[None]:
     """Render as for a pipe, whatever this process's stdout was when the CLI module created its consoles."""
-    from agent.cli import commands
+    from agent.cli import console as module
 
-    consoles = [value for value in vars(commands).values() if type(value).__name__ == "Console"]
+    consoles = [value for value in vars(module).values() if type(value).__name__ == "Console"]
+    assert consoles, "agent.cli.console no longer holds the CLI's consoles"
     saved = [(console, console._color_system) for console in consoles]
     for console in consoles:
         console._color_system = None

@@ -80,10 +80,11 @@ def test_bad_input_gets_a_clear_error_and_an_exit_code(settings: Settings) -> No
     bad_setting = cli({**env, "RESEARCH_AGENT_FETCH_MAX_BYTES": "lots"}, "runs", "list")
     assert bad_setting.returncode == 2 and "fetch_max_bytes" in bad_setting.stderr
 
+    # A model that cannot be resolved is a configuration error before any run exists (it used to fail a run).
     bad_model = cli(env, "ask", "What is QUIC?", "--model", "factory:no.such.module:thing", "--json")
-    assert bad_model.returncode == 1
-    failed = json.loads(bad_model.stdout)
-    assert failed["status"] == "failed" and "cannot import" in failed["error"]
+    assert bad_model.returncode == 2, bad_model.stderr
+    assert "--model (model=) 'factory:no.such.module:thing': cannot import" in bad_model.stderr
+    assert bad_model.stdout == "" and json.loads(cli(env, "runs", "list", "--json").stdout) == []
 
 
 def test_embedded_postgres_starts_once_under_the_data_dir_and_is_reused(tmp_path: Path) -> None:

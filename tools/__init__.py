@@ -2,58 +2,63 @@
 
 Nothing here knows about the agent's runner or store: callers pass what the tools need (limits,
 allow-lists, a `PageCache`, a `SearchBackend`) and get structured results or `ToolFailure`s back.
+
+Each public name is imported from its module on first use (PEP 562 `__getattr__`): settings and run
+records need `ToolPolicy` and `FetchedPage`, and the CLI's read-only commands must not pay for what
+searching and fetching import (httpx, trafilatura, lxml, pydantic-ai's SSRF helpers). Type checkers and
+IDEs read the same names from the imports under `TYPE_CHECKING`.
 """
 
-from tools._corpus import (
-    CollectionStats,
-    CorpusDocument,
-    CorpusHit,
-    CorpusSearchBackend,
-    CorpusStore,
-    UpsertCounts,
-)
-from tools._corpus_ingest import (
-    PYTHON_DOCS_COLLECTION,
-    IndexProgress,
-    IngestError,
-    IngestReport,
-    ensure_python_docs,
-    ingest_path,
-    ingest_python_docs,
-)
-from tools._extract import extract_main_text
-from tools._fetch import (
-    BlockedURLError,
-    FetchError,
-    FetchHTTPError,
-    FetchLimits,
-    FetchNetworkError,
-    FetchTimeoutError,
-    FetchTooLargeError,
-    InvalidURLError,
-    TooManyRedirectsError,
-    UnsupportedContentError,
-    check_destination,
-    fetch_page,
-)
-from tools._fetch_tool import CORPUS_SCHEME, FetchUrlArgs, FetchUrlResult, LocalPages, fetch_url
-from tools._framing import frame_untrusted, neutralize, truncate_text
-from tools._policy import PolicyDecision, ToolPolicy, ToolPolicyOverrides, redact_args
-from tools._search import (
-    BraveBackend,
-    DuckDuckGoBackend,
-    SearchBackend,
-    SearchBackendError,
-    SearchNetworkError,
-    SearchNotConfiguredError,
-    SearchTimeoutError,
-    SearxngBackend,
-    TavilyBackend,
-    build_search_backend,
-)
-from tools._search_tool import WebSearchArgs, web_search
-from tools._types import FetchedPage, PageCache, SearchHit, SearchResponse, ToolErrorCode, ToolFailure
-from tools.errors import ResearchAgentError
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tools._corpus import CollectionStats, CorpusDocument, CorpusHit, CorpusSearchBackend, CorpusStore, UpsertCounts
+    from tools._corpus_ingest import (
+        PYTHON_DOCS_COLLECTION,
+        CorpusPathError,
+        IndexProgress,
+        IngestError,
+        IngestReport,
+        ensure_python_docs,
+        ingest_path,
+        ingest_python_docs,
+    )
+    from tools._extract import extract_main_text
+    from tools._fetch import (
+        BlockedURLError,
+        FetchError,
+        FetchHTTPError,
+        FetchLimits,
+        FetchNetworkError,
+        FetchTimeoutError,
+        FetchTooLargeError,
+        InvalidURLError,
+        TooManyRedirectsError,
+        UnsupportedContentError,
+        check_destination,
+        fetch_page,
+    )
+    from tools._fetch_tool import CORPUS_SCHEME, FetchUrlArgs, FetchUrlResult, LocalPages, fetch_url
+    from tools._framing import frame_untrusted, neutralize, truncate_text
+    from tools._policy import PolicyDecision, ToolPolicy, ToolPolicyOverrides, redact_args
+    from tools._search import (
+        BraveBackend,
+        DuckDuckGoBackend,
+        SearchBackend,
+        SearchBackendError,
+        SearchNetworkError,
+        SearchNotConfiguredError,
+        SearchTimeoutError,
+        SearxngBackend,
+        TavilyBackend,
+        build_search_backend,
+    )
+    from tools._search_tool import WebSearchArgs, web_search
+    from tools._types import FetchedPage, PageCache, SearchHit, SearchResponse, ToolErrorCode, ToolFailure
+    from tools.errors import ResearchAgentError
 
 __all__ = [
     "CORPUS_SCHEME",
@@ -63,6 +68,7 @@ __all__ = [
     "CollectionStats",
     "CorpusDocument",
     "CorpusHit",
+    "CorpusPathError",
     "CorpusSearchBackend",
     "CorpusStore",
     "DuckDuckGoBackend",
@@ -114,3 +120,73 @@ __all__ = [
     "truncate_text",
     "web_search",
 ]
+
+_MODULES: dict[str, tuple[str, ...]] = {
+    "tools._corpus": (
+        "CollectionStats",
+        "CorpusDocument",
+        "CorpusHit",
+        "CorpusSearchBackend",
+        "CorpusStore",
+        "UpsertCounts",
+    ),
+    "tools._corpus_ingest": (
+        "PYTHON_DOCS_COLLECTION",
+        "CorpusPathError",
+        "IndexProgress",
+        "IngestError",
+        "IngestReport",
+        "ensure_python_docs",
+        "ingest_path",
+        "ingest_python_docs",
+    ),
+    "tools._extract": ("extract_main_text",),
+    "tools._fetch": (
+        "BlockedURLError",
+        "FetchError",
+        "FetchHTTPError",
+        "FetchLimits",
+        "FetchNetworkError",
+        "FetchTimeoutError",
+        "FetchTooLargeError",
+        "InvalidURLError",
+        "TooManyRedirectsError",
+        "UnsupportedContentError",
+        "check_destination",
+        "fetch_page",
+    ),
+    "tools._fetch_tool": ("CORPUS_SCHEME", "FetchUrlArgs", "FetchUrlResult", "LocalPages", "fetch_url"),
+    "tools._framing": ("frame_untrusted", "neutralize", "truncate_text"),
+    "tools._policy": ("PolicyDecision", "ToolPolicy", "ToolPolicyOverrides", "redact_args"),
+    "tools._search": (
+        "BraveBackend",
+        "DuckDuckGoBackend",
+        "SearchBackend",
+        "SearchBackendError",
+        "SearchNetworkError",
+        "SearchNotConfiguredError",
+        "SearchTimeoutError",
+        "SearxngBackend",
+        "TavilyBackend",
+        "build_search_backend",
+    ),
+    "tools._search_tool": ("WebSearchArgs", "web_search"),
+    "tools._types": ("FetchedPage", "PageCache", "SearchHit", "SearchResponse", "ToolErrorCode", "ToolFailure"),
+    "tools.errors": ("ResearchAgentError",),
+}
+"""Where each public name lives (keep in step with the imports above); only its module is imported."""
+_EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
+
+if not TYPE_CHECKING:  # type checkers see the imports above, and an unknown name stays an error for them
+
+    def __getattr__(name: str) -> object:
+        module = _EXPORTS.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value  # later reads are plain attribute reads
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -30,11 +30,13 @@ import asyncpg
 from tools._corpus import CorpusDocument, CorpusStore, UpsertCounts
 from tools._extract import extract_main_text
 from tools._pydocs_urls import SKIPPED_MODULES, SUBMODULE_PAGES, module_url, topic_url
+from tools.errors import ResearchAgentError
 
 __all__ = [
     "MAX_FILE_BYTES",
     "PYTHON_DOCS_COLLECTION",
     "SUPPORTED_SUFFIXES",
+    "CorpusPathError",
     "IndexProgress",
     "IngestError",
     "IngestReport",
@@ -65,6 +67,25 @@ IndexProgress = Callable[[int, int], None]
 Units are steps of work, not documents: each document is built (parsed) and then stored, two steps each.
 Called on the event loop's thread, never from the worker thread that parses.
 """
+
+
+class CorpusPathError(ResearchAgentError):
+    """A path given to `ingest_path` (`corpus add PATH...`) that cannot be indexed: it does not exist, or it is
+    a file of an unsupported type. The message names the path and what was expected; the CLI exits 2 on it.
+
+    The missing-path error is also a `FileNotFoundError`, the unsupported-file one a `ValueError`, as before.
+    """
+
+
+class _PathNotFoundError(CorpusPathError, FileNotFoundError):
+    pass
+
+
+class _UnsupportedFileError(CorpusPathError, ValueError):
+    pass
+
+
+_EXPECTED_PATH: Final = "expected an existing folder, or a file ending in .md, .markdown, .txt, .rst, .html or .htm"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,8 +128,8 @@ async def ingest_path(store: CorpusStore, path: Path, *, collection: str | None 
     """Index a file or (recursively) a directory of Markdown, text and HTML files.
 
     URLs are `corpus://{collection}/{relative/path}`, so ingesting the same tree again updates documents
-    in place. A bad file is reported in `errors` and never stops the others; only a missing `path`
-    (FileNotFoundError) or an unsupported single file (ValueError) raises.
+    in place. A bad file is reported in `errors` and never stops the others; only a missing `path` or an
+    unsupported single file raises (`CorpusPathError`).
     """
     started = time.perf_counter()
     scan = await asyncio.to_thread(_scan, path)
@@ -147,9 +168,9 @@ def _scan(path: Path) -> _Scan:
     if root.is_file():
         if root.suffix.lower() in SUPPORTED_SUFFIXES:
             return _Scan(root=root, files=[root], skipped=0, default_collection=root.stem or "files")
-        raise ValueError(f"{path} is not a supported document; use .md, .markdown, .txt, .rst, .html or .htm files")
+        raise _UnsupportedFileError(f"corpus path {str(path)!r} is not a supported document: {_EXPECTED_PATH}")
     if not root.is_dir():
-        raise FileNotFoundError(f"{path} does not exist")
+        raise _PathNotFoundError(f"corpus path {str(path)!r} does not exist: {_EXPECTED_PATH}")
     files: list[Path] = []
     skipped = 0
     # os.walk does not follow directory symlinks, so a link loop cannot make ingestion endless.

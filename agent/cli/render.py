@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.markup import escape
@@ -13,10 +13,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from agent.api import RunView
-from agent.durable.approvals import Approval
-from agent.durable.store import AuditRecord, RunRecord, StepRecord, usage_to_json
-from agent.events import ProgressEvent
+if TYPE_CHECKING:  # records are rendered, never built, here: reading them needs no import (nor pydantic-ai)
+    from agent.durable.approvals import Approval
+    from agent.durable.run_view import RunView
+    from agent.durable.store import AuditRecord, RunRecord, StepRecord
+    from agent.events import ProgressEvent
 
 
 def decimal_text(value: Decimal) -> str:
@@ -35,15 +36,16 @@ def _duration(run: RunRecord) -> str:
 def budget_line(run: RunRecord) -> str:
     """Each cap with what the run used of it: the cap decisions at a glance."""
     budget = run.config.budget
-    tokens = run.usage.input_tokens + run.usage.output_tokens
+    usage = run.usage_json
+    tokens = usage["input_tokens"] + usage["output_tokens"]
     parts = [
-        f"turns {run.usage.requests}/{budget.max_turns}",
+        f"turns {usage['requests']}/{budget.max_turns}",
         f"tokens {tokens:,}/{budget.max_tokens:,}",
         f"wall {run.elapsed_seconds:.1f}/{budget.max_wall_seconds:g}s",
         f"cost {_cost(run.cost_usd)}/" + ("no cap" if budget.max_cost_usd is None else f"${budget.max_cost_usd}"),
     ]
     if budget.max_tool_calls is not None:
-        parts.append(f"tool calls {run.usage.tool_calls}/{budget.max_tool_calls}")
+        parts.append(f"tool calls {usage['tool_calls']}/{budget.max_tool_calls}")
     parts += [f"{tool} ≤ {cap}" for tool, cap in budget.per_tool.items()]
     return ", ".join(parts)
 
@@ -115,7 +117,7 @@ def run_json(
         "report": run.report,
         "partial": run.partial,
         "review": run.review,
-        "usage": usage_to_json(run.usage),
+        "usage": run.usage_json,
         "cost_usd": decimal_text(run.cost_usd),
         "cost_known": run.cost_known,
         "elapsed_seconds": round(run.elapsed_seconds, 3),
@@ -156,8 +158,8 @@ def runs_table(runs: list[RunRecord]) -> Table:
             run.id[:8],
             run.status + (f" ({run.stop_reason})" if run.stop_reason and run.stop_reason != run.status else ""),
             escape(run.question[:60]),
-            str(run.usage.requests),
-            str(run.usage.input_tokens + run.usage.output_tokens),
+            str(run.usage_json["requests"]),
+            str(run.usage_json["input_tokens"] + run.usage_json["output_tokens"]),
             _cost(run.cost_usd),
             _duration(run),
         )
@@ -213,10 +215,11 @@ def run_detail(view: RunView) -> Group:
         header.add_row("error", escape(run.error))
     header.add_row("model", f"{run.config.model}  prompt={run.config.prompt_version}")
     header.add_row("budget", budget_line(run))
+    usage = run.usage_json
     header.add_row(
         "usage",
-        f"{run.usage.requests} turns, {run.usage.input_tokens} in / {run.usage.output_tokens} out tokens, "
-        f"{run.usage.tool_calls} tool calls, {_cost(run.cost_usd)}{'' if run.cost_known else ' (price unknown)'}, "
+        f"{usage['requests']} turns, {usage['input_tokens']} in / {usage['output_tokens']} out tokens, "
+        f"{usage['tool_calls']} tool calls, {_cost(run.cost_usd)}{'' if run.cost_known else ' (price unknown)'}, "
         f"{_duration(run)}, attempts {run.attempts}",
     )
     plan = Text("\n".join(f"{i}. {q}" for i, q in enumerate(run.plan or [], start=1)) or "(no plan recorded)")

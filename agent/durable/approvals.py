@@ -16,15 +16,16 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 import asyncpg
-from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, ToolCallPart
-from pydantic_ai.tools import DeferredToolResults, ToolApproved, ToolDenied
 
 from agent.durable.store import Connection, JSONValue, RunRecord, StepRecord, history, insert_audit, runs
 from agent.errors import ApprovalError
-from budgets import call_key
+
+if TYPE_CHECKING:  # the resume helpers import them when called: listing and deciding requests does not
+    from pydantic_ai.messages import ModelMessage, ToolCallPart
+    from pydantic_ai.tools import DeferredToolResults
 
 ApprovalStatus = Literal["pending", "approved", "rejected", "expired"]
 
@@ -172,10 +173,19 @@ class ApprovalStore:
             )
             return await _expire(conn, [r["id"] for r in ids])
 
+    async def pending(self) -> list[Approval]:
+        """Requests waiting for a human, oldest first, once the overdue ones are expired (rejected)."""
+        await self.expire_due()
+        return await self.find(pending_only=True)
+
     async def refused_calls(self, run_id: str, history: Sequence[ModelMessage]) -> frozenset[str]:
         """Call keys (`budgets.call_key`) of this run's rejected or expired calls: asking again is refused."""
         if not history:  # a fresh run has asked nobody anything
             return frozenset()
+        from pydantic_ai.messages import ModelResponse
+
+        from budgets import call_key
+
         rows = await self.pool.fetch(
             "SELECT tool_call_id FROM approvals WHERE run_id = $1 AND status IN ('rejected', 'expired')",
             uuid.UUID(run_id),
@@ -196,6 +206,8 @@ class ApprovalStore:
         )
         if not rows:
             return None
+        from pydantic_ai.tools import DeferredToolResults, ToolApproved, ToolDenied
+
         results = DeferredToolResults()
         for approval in map(_approval_from_row, rows):
             results.approvals[approval.tool_call_id] = (
@@ -262,6 +274,8 @@ async def _audit_decision(conn: Connection, approval: Approval) -> None:
 
 def unanswered_calls(history: Sequence[ModelMessage]) -> dict[str, ToolCallPart]:
     """The last response's tool calls that no later request answers, by tool call id."""
+    from pydantic_ai.messages import ModelRequest, ModelResponse
+
     for index in range(len(history) - 1, -1, -1):
         message = history[index]
         if isinstance(message, ModelResponse):

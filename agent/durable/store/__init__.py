@@ -15,6 +15,7 @@ from agent.durable.store.records import (
     StepRecord,
     ToolEffect,
     TurnCommit,
+    stored_usage,
     usage_from_json,
     usage_to_json,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "TurnCommit",
     "insert_audit",
     "release_lease",
+    "stored_usage",
     "usage_from_json",
     "usage_to_json",
 ]

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-
-from pydantic_ai.messages import ModelMessage, ModelMessagesTypeAdapter, ModelRequest
+from typing import TYPE_CHECKING
 
 from agent.durable.store.records import Executor, StepRecord
+
+if TYPE_CHECKING:  # the message functions import it when called: reading steps (`runs show`) does not load it
+    from pydantic_ai.messages import ModelMessage
 
 
 async def insert_messages(db: Executor, run_id: uuid.UUID, *, first_seq: int, messages: Sequence[ModelMessage]) -> None:
     if not messages:
         return
+    from pydantic_ai.messages import ModelMessagesTypeAdapter
+
     payload = ModelMessagesTypeAdapter.dump_python(list(messages), mode="json")
     await db.executemany(
         "INSERT INTO run_messages (run_id, seq, kind, message) VALUES ($1, $2, $3, $4)",
@@ -24,6 +28,8 @@ async def insert_messages(db: Executor, run_id: uuid.UUID, *, first_seq: int, me
 
 
 async def load_messages(db: Executor, run_id: uuid.UUID) -> list[ModelMessage]:
+    from pydantic_ai.messages import ModelMessagesTypeAdapter
+
     rows = await db.fetch("SELECT message FROM run_messages WHERE run_id = $1 ORDER BY seq", run_id)
     return ModelMessagesTypeAdapter.validate_python([r["message"] for r in rows])
 
@@ -81,4 +87,4 @@ async def next_step_seq(db: Executor, run_id: uuid.UUID) -> int:
 
 
 def _message_kind(message: ModelMessage) -> str:
-    return "request" if isinstance(message, ModelRequest) else "response"
+    return "request" if message.kind == "request" else "response"

@@ -5,14 +5,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import asyncpg
-from pydantic_ai.messages import ModelMessage
 
 from agent.config import RunConfig, RunStatus, StopReason
 from agent.durable.store import effects, history, pages, runs
 from agent.durable.store.records import AuditRecord, JSONValue, RunRecord, StepRecord, ToolEffect, TurnCommit
 from tools import FetchedPage
+
+if TYPE_CHECKING:
+    from pydantic_ai.messages import ModelMessage
 
 
 class RunStore:

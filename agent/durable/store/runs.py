@@ -13,7 +13,7 @@ from typing import cast
 import asyncpg
 
 from agent.config import RunConfig, RunStatus, StopReason
-from agent.durable.store.records import Executor, JSONValue, RunRecord, TurnCommit, usage_from_json, usage_to_json
+from agent.durable.store.records import Executor, JSONValue, RunRecord, TurnCommit, stored_usage, usage_to_json
 from agent.errors import LeaseLostError, RunNotFoundError
 
 RunId = str | uuid.UUID
@@ -264,7 +264,7 @@ def run_from_row(row: asyncpg.Record | None) -> RunRecord:
         report=row["report"],
         partial=row["partial"],
         review=row["review"],
-        usage=usage_from_json(row["usage"]),
+        usage_json=stored_usage(row["usage"]),
         cost_usd=row["cost_usd"],
         cost_known=row["cost_known"],
         elapsed_seconds=row["elapsed_seconds"],

@@ -1,0 +1,100 @@
+"""`corpus add|list|search`: the local documents the offline agent searches."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from agent.cli.console import err, out, print_json
+from agent.cli.exit_codes import ExitCode
+from agent.cli.options import JsonOption
+from agent.cli.running import with_runtime
+
+if TYPE_CHECKING:
+    from agent.api import Runtime
+    from tools import CollectionStats, CorpusHit, IngestReport
+
+app = typer.Typer(help="The local document corpus searched offline.", no_args_is_help=True)
+
+
+@app.command("add")
+def corpus_add(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Files or folders (Markdown, text, HTML).")] = None,
+    python_docs: Annotated[bool, typer.Option("--python-docs", help="Index the Python reference.")] = False,
+    collection: Annotated[str | None, typer.Option(help="Collection name; default: the folder's name.")] = None,
+) -> None:
+    """Index documents for offline search; re-adding a file updates it."""
+    if not paths and not python_docs:
+        err.print("[red]error:[/red] give files or folders to add, or --python-docs")
+        raise typer.Exit(ExitCode.USAGE)
+    from tools import CorpusStore, ingest_path, ingest_python_docs
+
+    async def body(runtime: Runtime) -> list[IngestReport]:
+        store = CorpusStore(runtime.pool)
+        reports = [await ingest_python_docs(store)] if python_docs else []
+        for path in paths or []:
+            reports.append(await ingest_path(store, path, collection=collection))
+        return reports
+
+    reports = with_runtime(body)
+    failed = False
+    for report in reports:
+        out.print(
+            f"{report.inserted} added, {report.updated} updated, {report.unchanged} unchanged, "
+            f"{report.skipped} skipped in {report.seconds:.1f}s"
+        )
+        for error in report.errors:
+            failed = True
+            err.print(f"[yellow]not indexed:[/yellow] {error}")
+    raise typer.Exit(ExitCode.FAILED if failed else ExitCode.COMPLETED)
+
+
+@app.command("list")
+def corpus_list(as_json: JsonOption = False) -> None:
+    """Collections in the corpus, with document counts."""
+    from rich.table import Table
+
+    from tools import CorpusStore
+
+    async def body(runtime: Runtime) -> list[CollectionStats]:
+        return await CorpusStore(runtime.pool).collections()
+
+    stats = with_runtime(body)
+    if as_json:
+        print_json([dataclasses.asdict(s) for s in stats])
+        return
+    table = Table(title="Corpus")
+    for column in ("collection", "documents", "characters", "updated"):
+        table.add_column(column)
+    for s in stats:
+        table.add_row(s.name, str(s.documents), str(s.characters), s.updated_at.strftime("%Y-%m-%d %H:%M"))
+    out.print(table)
+
+
+@app.command("search")
+def corpus_search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 10,
+    as_json: JsonOption = False,
+) -> None:
+    """Search the corpus the way the offline agent does."""
+    from tools import CorpusStore, ensure_python_docs
+
+    async def body(runtime: Runtime) -> list[CorpusHit]:
+        store = CorpusStore(runtime.pool)
+        await ensure_python_docs(store)
+        return await store.search(query, limit=limit)
+
+    hits = with_runtime(body)
+    if as_json:
+        print_json([dataclasses.asdict(h) for h in hits])
+        return
+    for number, hit in enumerate(hits, start=1):
+        out.print(f"[bold]{number}. {escape(hit.title)}[/bold]  [dim]{hit.score:.3f}[/dim]\n   [cyan]{hit.url}[/cyan]")
+        out.print(f"   {escape(hit.snippet)}")
+    if not hits:
+        out.print("no matches")
