@@ -6,7 +6,7 @@ import getpass
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -192,14 +192,21 @@ class Runtime:
     async def get_run(self, run_id: str) -> RunView:
         return await read_run(self.store, self.approvals, run_id)
 
-    async def list_runs(self, *, limit: int = 20) -> list[RunRecord]:
-        return await self.store.list_runs(limit=limit)
+    async def list_runs(self, *, limit: int = 20, statuses: Sequence[RunStatus] | None = None) -> list[RunRecord]:
+        """The newest `limit` runs, of any status or only of `statuses` (`research-agent runs list --status`)."""
+        return await self.store.list_runs(limit=limit, statuses=statuses)
 
-    async def resume(self, run_id: str) -> RunRecord:
+    async def resume(self, run_id: str, *, budget: Budget | None = None) -> RunRecord:
         """Queue a stopped run (failed, killed, budget_exceeded, cancelled) again; a worker continues it
-        from its last committed turn."""
+        from its last committed turn.
+
+        `budget` replaces the run's whole budget (e.g. more turns for a run stopped `budget_exceeded` /
+        `turns`; start from `run.config.budget` to keep the other caps): its frozen config is updated as it
+        is queued, and a `budget_changed` step records the caps that changed, old and new. Usage so far
+        still counts against the new caps.
+        """
         run = await self.store.get_run(run_id)
-        return await self.store.requeue(run.id)
+        return await self.store.requeue(run.id, budget=budget)
 
     async def pending_approvals(self) -> list[Approval]:
         """Requests waiting for a human, oldest first (expiring the overdue ones first)."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+from decimal import Decimal
 from pathlib import Path
 
 from agent.settings import Settings
@@ -63,7 +65,13 @@ def test_submit_then_worker_processes_the_queue(settings: Settings, http_server:
 
     worked = cli(env, "worker", "--concurrency", "8", "--exit-when-idle")
     assert worked.returncode == 0, worked.stderr
-    assert f"{run_id} completed" in worked.stderr
+    # A job runner's log: one line when the run is claimed, one when it is done (status, duration, cost).
+    cost = Decimal(json.loads(cli(env, "runs", "show", run_id, "--json").stdout)["cost_usd"])
+    log = worked.stderr.splitlines()
+    assert f'claimed   {run_id[:8]}  "What is QUIC?"  running  attempt 1  $0.0000' in log, worked.stderr
+    [finished] = [line for line in log if line.startswith("finished")]
+    expected = rf'finished  {run_id[:8]}  "What is QUIC\?"  completed  attempt 1  \d+\.\ds  \${cost:.4f}'
+    assert cost > 0 and re.fullmatch(expected, finished), worked.stderr
 
     listed = cli(env, "runs", "list")
     assert run_id[:8] in listed.stdout and "completed" in listed.stdout
@@ -78,12 +86,12 @@ def test_bad_input_gets_a_clear_error_and_an_exit_code(settings: Settings) -> No
     assert unknown.returncode == 2 and "no run with id" in unknown.stderr
 
     bad_setting = cli({**env, "RESEARCH_AGENT_FETCH_MAX_BYTES": "lots"}, "runs", "list")
-    assert bad_setting.returncode == 2 and "fetch_max_bytes" in bad_setting.stderr
+    assert bad_setting.returncode == 2 and "RESEARCH_AGENT_FETCH_MAX_BYTES" in bad_setting.stderr
 
     # A model that cannot be resolved is a configuration error before any run exists (it used to fail a run).
     bad_model = cli(env, "ask", "What is QUIC?", "--model", "factory:no.such.module:thing", "--json")
     assert bad_model.returncode == 2, bad_model.stderr
-    assert "--model (model=) 'factory:no.such.module:thing': cannot import" in bad_model.stderr
+    assert "error: --model 'factory:no.such.module:thing': cannot import" in bad_model.stderr
     assert bad_model.stdout == "" and json.loads(cli(env, "runs", "list", "--json").stdout) == []
 
 

@@ -3,6 +3,8 @@ Python reference with progress (done/total for a progress bar); a warm start say
 
 from __future__ import annotations
 
+import asyncio
+import re
 import threading
 import uuid
 from collections.abc import AsyncIterator
@@ -14,7 +16,9 @@ from agent.api import Runtime
 from agent.durable.database import embedded_server_running, load_migrations, open_database
 from agent.events import ProgressEvent, StartupEvent
 from agent.settings import Settings
+from tests._cli import run_cli as cli
 from tests._databases import create_database, drop_database, with_database
+from tests._processes import worker_env
 from tools import PYTHON_DOCS_COLLECTION, CorpusStore
 from tools._corpus_ingest import _BuildStopped, build_python_docs
 
@@ -80,6 +84,37 @@ async def test_migrating_an_empty_database_is_reported_and_a_current_one_is_sile
     pool = await open_database(configured, on_startup=events.append)
     await pool.close()
     assert events == []
+
+
+async def test_the_first_ask_on_an_empty_database_says_what_it_is_doing(
+    empty_database: str, settings: Settings
+) -> None:
+    """`research-agent ask` (in process) on a database with no schema and no corpus: migrating it, then indexing
+    the Python reference, each said on stderr as it happens (in a terminal the indexing is also a progress bar
+    in the live panel, tests/test_render.py); the answer on stdout as usual. The next question says nothing."""
+    env = {**worker_env(settings), "DATABASE_URL": empty_database, "RESEARCH_AGENT_SEARCH_BACKEND": "corpus"}
+    first = await asyncio.to_thread(cli, env, "ask", QUESTION, "--model", "offline")
+    assert first.returncode == 0, first.stderr
+    assert "offline model" in first.stdout and "nonlocal" in first.stdout.lower()
+    said = [
+        "migrating the database (0001_",
+        "database ready in ",
+        "indexing the Python reference (first use)…",
+        "indexing the Python reference (first use): done in ",
+    ]
+    where = [first.stderr.find(text) for text in said]
+    assert -1 not in where and where == sorted(where), first.stderr
+
+    again = await asyncio.to_thread(cli, env, "ask", QUESTION, "--model", "offline", "--json")
+    assert again.returncode == 0, again.stderr
+    assert "database" not in again.stderr and "indexing" not in again.stderr, again.stderr
+
+    # Re-indexing on demand draws the same bar (not in a pipe) and reports what it did.
+    reindexed = await asyncio.to_thread(cli, env, "corpus", "add", "--python-docs")
+    assert reindexed.returncode == 0, reindexed.stderr
+    assert re.fullmatch(r"0 added, 0 updated, [1-9]\d* unchanged, 0 skipped in \d+\.\ds\n", reindexed.stdout), (
+        reindexed.stdout
+    )
 
 
 async def test_starting_the_embedded_server_is_reported_once(settings: Settings, tmp_path: Path) -> None:

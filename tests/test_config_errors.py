@@ -219,7 +219,7 @@ def test_the_cli_exits_2_with_one_clear_line_and_no_run(settings: Settings, monk
 
     no_key = cli(env, "ask", QUESTION, "--model", "openai:gpt-4.1")
     assert no_key.returncode == 2, no_key.stderr
-    assert "--model (model=) 'openai:gpt-4.1': OPENAI_API_KEY is not set" in no_key.stderr
+    assert "error: --model 'openai:gpt-4.1': OPENAI_API_KEY is not set" in no_key.stderr
 
     no_path = cli(env, "corpus", "add", "/nonexistent")
     assert no_path.returncode == 2, no_path.stderr
@@ -232,7 +232,28 @@ def test_the_cli_exits_2_with_one_clear_line_and_no_run(settings: Settings, monk
     assert bad_dir.returncode == 2, bad_dir.stderr
     assert "RESEARCH_AGENT_DATA_DIR='/proc/x' cannot be used" in bad_dir.stderr and started == []
 
-    for result in (unknown, no_key, no_path, bad_dir):
+    # Every bad variable, one line each, as given: `[bing]` is text, not rich markup to drop.
+    bad_settings = cli(
+        {**env, "RESEARCH_AGENT_LEASE_SECONDS": "-5", "RESEARCH_AGENT_SEARCH_BACKEND": "[bing]"}, "ask", QUESTION
+    )
+    assert bad_settings.returncode == 2, bad_settings.stderr
+    assert "RESEARCH_AGENT_LEASE_SECONDS='-5': expected a number of seconds > 0.5 and <= 3600" in bad_settings.stderr
+    assert "RESEARCH_AGENT_SEARCH_BACKEND='[bing]': expected one of corpus, " in bad_settings.stderr
+
+    for result in (unknown, no_key, no_path, bad_dir, bad_settings):
         assert "Traceback" not in result.stderr, result.stderr
     listed = cli(env, "runs", "list", "--json")
     assert listed.returncode == 0 and listed.stdout.strip() == "[]", listed.stdout
+
+
+def test_debug_shows_the_traceback_of_a_configuration_error(settings: Settings) -> None:
+    env = {**worker_env(settings), "RESEARCH_AGENT_LEASE_SECONDS": "-5"}
+
+    debugged = cli(env, "--debug", "runs", "list")
+    assert debugged.returncode == 2, debugged.stderr
+    assert "Traceback" in debugged.stderr and "ConfigurationError" in debugged.stderr, debugged.stderr
+    assert "RESEARCH_AGENT_LEASE_SECONDS='-5': expected a number of seconds" in debugged.stderr
+
+    plain = cli(env, "runs", "list")  # `--debug` holds for its own command only
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr, plain.stderr
+    assert "RESEARCH_AGENT_LEASE_SECONDS='-5': expected a number of seconds" in plain.stderr

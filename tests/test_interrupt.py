@@ -3,7 +3,8 @@ committed turns intact and its lease released, and `resume` plus a worker finish
 
 Two ways in, both at the API: `Runtime.interrupt()` (what a SIGINT handler calls: `research` returns the
 cancelled result) and cancelling the task awaiting `research` (asyncio.run's own Ctrl-C handling: the run is
-finished before the `CancelledError` goes on). The last test sends SIGINT to a real `research-agent ask`.
+finished before the `CancelledError` goes on). The last test sends SIGINT to a real `research-agent ask`
+and resumes the run through the command line.
 Nothing completed is repeated on resume: the scripted model counts its calls by history length (which
 identifies the step) and the local HTTP server counts every request, as in tests/test_kill_switch.py.
 """
@@ -11,12 +12,15 @@ identifies the step) and the local HTTP server counts every request, as in tests
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
+from typing import IO
 
 import pytest
 from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse
@@ -27,6 +31,7 @@ from agent.durable.inline import CALLER_CANCELLED, INTERRUPTED
 from agent.durable.store import RunRecord
 from agent.durable.worker import Worker
 from agent.events import ProgressEvent
+from tests._cli import run_cli as cli
 from tests._http_server import LocalHTTPServer
 from tests._processes import ROOT, wait_for, worker_env
 from tests._web import block_first_hit, install_web
@@ -182,24 +187,59 @@ def start_ask(env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
+def read_until(stream: IO[str], text: str) -> str:
+    """Lines of `stream` up to the first containing `text` (or its end), joined."""
+    lines: list[str] = []
+    for line in stream:
+        lines.append(line)
+        if text in line:
+            break
+    return "".join(lines)
+
+
 async def test_sigint_to_a_real_ask_process_leaves_the_run_cancelled_and_resumable(
     runtime: Runtime, http_server: LocalHTTPServer, tmp_path: Path
 ) -> None:
-    """`research-agent ask` as it is, with asyncio.run's own Ctrl-C handling: the run must not be left `running`."""
+    """Ctrl-C to a real `research-agent ask` mid model call: the run ends `cancelled`, the command prints its
+    id and the command that resumes it and exits 130, without a traceback even when Ctrl-C is pressed again
+    while it finishes; `research-agent runs resume` then queues it and a worker finishes it from its last
+    committed turn. The time from the signal to the exit is printed (`pytest -s`), not asserted."""
     install_web(http_server)
-    mark = tmp_path / "hanging"
-    env = worker_env(runtime.settings, RA_SCRIPT_LOG=str(tmp_path / "calls.jsonl"), RA_SCRIPT_HANG_AT="7")
-    ask = start_ask(dict(env, RA_SCRIPT_HANG_MARK=str(mark)))
+    mark, calls = tmp_path / "hanging", tmp_path / "calls.jsonl"
+    env = worker_env(runtime.settings, RA_SCRIPT_LOG=str(calls))
+    ask = start_ask(dict(env, RA_SCRIPT_HANG_AT="7", RA_SCRIPT_HANG_MARK=str(mark)))
+    assert ask.stdout is not None and ask.stderr is not None
     try:
         await asyncio.to_thread(wait_for, mark.exists, timeout=60, what="the model call to hang")
         ask.send_signal(signal.SIGINT)
-        _, stderr = await asyncio.to_thread(ask.communicate, timeout=30)
+        signalled = time.monotonic()
+        stderr = await asyncio.wait_for(asyncio.to_thread(read_until, ask.stderr, "interrupted:"), timeout=30)
+        ask.send_signal(signal.SIGINT)  # again, while the run finishes (a no-op once the process has exited)
+        stderr += await asyncio.wait_for(asyncio.to_thread(ask.stderr.read), timeout=30)
+        stdout = await asyncio.wait_for(asyncio.to_thread(ask.stdout.read), timeout=30)
+        await asyncio.to_thread(ask.wait, timeout=30)
+        print(f"\nSIGINT -> exit: {time.monotonic() - signalled:.3f}s")
     finally:
         if ask.poll() is None:
             ask.kill()
     assert ask.returncode == 130, stderr  # the conventional exit status after SIGINT
+    assert "Traceback" not in stderr, stderr
 
     [run] = await runtime.list_runs()
     assert (run.status, run.stop_reason, run.lease_owner) == ("cancelled", "interrupted", None), stderr
     assert (run.usage.requests, len(await runtime.store.load_messages(run.id))) == (3, 7)
-    assert (await runtime.resume(run.id)).status == "queued"
+    assert "interrupted: stopping the run" in stderr, stderr
+    assert f"run {run.id} interrupted" in stderr and f"research-agent runs resume {run.id}\n" in stderr
+    assert "No report: cancelled (interrupted)" in stdout and f"run {run.id} · cancelled" in stdout
+
+    resumed = await asyncio.to_thread(cli, env, "runs", "resume", run.id)
+    assert (resumed.returncode, resumed.stdout.strip()) == (0, f"queued {run.id}"), resumed.stderr
+    worked = await asyncio.to_thread(cli, env, "worker", "--exit-when-idle")
+    assert worked.returncode == 0, worked.stderr
+    final = await runtime.store.get_run(run.id)
+    assert (final.status, final.attempts, final.usage.requests) == ("completed", 2, 5), final.error
+    assert f"finished  {run.id[:8]}" in worked.stderr and "completed  attempt 2" in worked.stderr
+    # From the last committed turn: only the model call in flight at the interrupt ran again; no fetch did.
+    assert [json.loads(line)["messages"] for line in calls.read_text().splitlines()] == [1, 3, 5, 7, 7, 9]
+    assert http_server.hits["/search"] == 1
+    assert http_server.hits["/pages/http3"] == 1 and http_server.hits["/pages/http2"] == 1

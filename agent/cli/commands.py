@@ -8,12 +8,14 @@ nothing heavier: each command imports what it uses when it runs (the agent and p
 from __future__ import annotations
 
 import os
+from typing import Annotated
 
 import typer
 
-from agent.cli import approvals, controls, corpus, research, runs
+from agent.cli import approvals, console, controls, corpus, db, research, runs
 
-app = typer.Typer(help="A durable, budgeted research agent.", no_args_is_help=True, add_completion=False)
+# add_completion: `--install-completion` / `--show-completion` for bash, zsh, fish and PowerShell (typer's).
+app = typer.Typer(help="A durable, budgeted research agent.", no_args_is_help=True, add_completion=True)
 app.command()(research.ask)
 app.command()(research.submit)
 app.command()(research.worker)
@@ -22,6 +24,32 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(approvals.app, name="approvals")
 app.add_typer(corpus.app, name="corpus")
 app.add_typer(controls.app, name="kill-switch")
+app.add_typer(db.app, name="db")
+
+
+def _print_version(asked: bool) -> None:
+    if not asked:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        typer.echo(f"research-agent {version('research-agent')}")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        typer.echo("research-agent (version unknown: the package is not installed)")
+    raise typer.Exit()
+
+
+@app.callback()
+def options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of errors otherwise reported in one line.")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """A durable, budgeted research agent."""
+    console.set_debug(debug)
 
 
 def main() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -35,7 +37,10 @@ def corpus_add(
 
     async def body(runtime: Runtime) -> list[IngestReport]:
         store = CorpusStore(runtime.pool)
-        reports = [await ingest_python_docs(store)] if python_docs else []
+        reports = []
+        if python_docs:
+            with index_bar("indexing the Python reference") as progress:
+                reports.append(await ingest_python_docs(store, progress=progress))
         for path in paths or []:
             reports.append(await ingest_path(store, path, collection=collection))
         return reports
@@ -49,8 +54,32 @@ def corpus_add(
         )
         for error in report.errors:
             failed = True
-            err.print(f"[yellow]not indexed:[/yellow] {error}")
+            err.print(f"[yellow]not indexed:[/yellow] {escape(str(error))}")
     raise typer.Exit(ExitCode.FAILED if failed else ExitCode.COMPLETED)
+
+
+@contextmanager
+def index_bar(message: str) -> Iterator[Callable[[int, int], None]]:
+    """A `progress(done, total)` for indexing that draws `ask`'s progress bar on stderr from its first call."""
+    from rich.live import Live
+
+    from agent.cli.render import LiveProgress
+
+    lives: list[Live] = []
+
+    def progress(done: int, total: int) -> None:
+        bar = LiveProgress.index_bar(message, done, total)
+        if lives:
+            lives[0].update(bar)
+        else:
+            lives.append(Live(bar, console=err, refresh_per_second=8, transient=True))
+            lives[0].start()
+
+    try:
+        yield progress
+    finally:
+        for live in lives:
+            live.stop()
 
 
 @app.command("list")
@@ -86,7 +115,8 @@ def corpus_search(
 
     async def body(runtime: Runtime) -> list[CorpusHit]:
         store = CorpusStore(runtime.pool)
-        await ensure_python_docs(store)
+        with index_bar("indexing the Python reference (first use)") as progress:
+            await ensure_python_docs(store, progress=progress)
         return await store.search(query, limit=limit)
 
     hits = with_runtime(body)

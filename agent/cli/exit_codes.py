@@ -19,6 +19,8 @@ class ExitCode(IntEnum):
     KILLED = 4
     REFUSED = 5
     AWAITING_APPROVAL = 6
+    INTERRUPTED = 130
+    """Ctrl-C: the run ended `cancelled` and can be resumed (128 + SIGINT, as shells report it)."""
 
 
 STATUS_EXIT: dict[RunStatus, ExitCode] = {
@@ -27,6 +29,7 @@ STATUS_EXIT: dict[RunStatus, ExitCode] = {
     "budget_exceeded": ExitCode.BUDGET_EXCEEDED,
     "killed": ExitCode.KILLED,
     "awaiting_approval": ExitCode.AWAITING_APPROVAL,
+    "cancelled": ExitCode.INTERRUPTED,
     "queued": ExitCode.COMPLETED,
     "running": ExitCode.COMPLETED,
 }

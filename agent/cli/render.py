@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console, Group
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.markup import escape
+from rich.padding import Padding
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -25,8 +29,50 @@ def decimal_text(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
-def _cost(value: Decimal | None) -> str:
-    return "-" if value is None else f"${value:.4f}"
+_FOUR_PLACES = Decimal("0.0001")
+
+
+def money(value: Decimal | None) -> str:
+    """Dollars for people, wherever the CLI prints them: `$0.0123`, `$1,234.5000`. A cost too small for four
+    places is written out (`$0.00002125`), never `$0.0000`; `-` when unknown."""
+    if value is None:
+        return "-"
+    if value == 0 or abs(value) >= _FOUR_PLACES:
+        return f"${value:,.4f}"
+    return "$" + f"{value:.8f}".rstrip("0")
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` on one line (whitespace runs become one space), cut to `limit` characters with `…`."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def compact_json(value: Any, *, limit: int = 200, value_limit: int = 100) -> str:
+    """Arguments as people read them: `{"query":"nonlocal statement","max_results":5}`, every string value cut
+    to `value_limit` characters and the whole to `limit` (both with `…`)."""
+
+    def shorten(item: Any) -> Any:
+        if isinstance(item, str):
+            return cut(item, value_limit)
+        if isinstance(item, Mapping):
+            return {key: shorten(inner) for key, inner in item.items()}
+        if isinstance(item, list | tuple):
+            return [shorten(inner) for inner in item]
+        return item
+
+    return cut(json.dumps(shorten(value), ensure_ascii=False, separators=(",", ":"), default=str), limit)
+
+
+def ago(moment: datetime, now: datetime) -> str:
+    """How long before `now`: `45s ago`, `3m ago`, `5h ago`, `2d ago`; the local date after 30 days."""
+    seconds = max(0, int((now - moment).total_seconds()))
+    if seconds >= 30 * 86_400:
+        return f"{moment.astimezone():%Y-%m-%d}"
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
 
 
 def _duration(run: RunRecord) -> str:
@@ -42,7 +88,7 @@ def budget_line(run: RunRecord) -> str:
         f"turns {usage['requests']}/{budget.max_turns}",
         f"tokens {tokens:,}/{budget.max_tokens:,}",
         f"wall {run.elapsed_seconds:.1f}/{budget.max_wall_seconds:g}s",
-        f"cost {_cost(run.cost_usd)}/" + ("no cap" if budget.max_cost_usd is None else f"${budget.max_cost_usd}"),
+        f"cost {money(run.cost_usd)}/" + ("no cap" if budget.max_cost_usd is None else money(budget.max_cost_usd)),
     ]
     if budget.max_tool_calls is not None:
         parts.append(f"tool calls {usage['tool_calls']}/{budget.max_tool_calls}")
@@ -149,21 +195,72 @@ def run_json(
     return data
 
 
-def runs_table(runs: list[RunRecord]) -> Table:
-    table = Table(title="Recent runs", expand=False)
-    for column in ("id", "status", "question", "turns", "tokens", "cost", "duration"):
-        table.add_column(column, no_wrap=column != "question")
-    for run in runs:
-        table.add_row(
-            run.id[:8],
-            run.status + (f" ({run.stop_reason})" if run.stop_reason and run.stop_reason != run.status else ""),
-            escape(run.question[:60]),
-            str(run.usage_json["requests"]),
-            str(run.usage_json["input_tokens"] + run.usage_json["output_tokens"]),
-            _cost(run.cost_usd),
-            _duration(run),
-        )
-    return table
+_COMPACT: dict[str, Any] = {"box": box.SIMPLE_HEAD, "show_edge": False, "pad_edge": False, "collapse_padding": True}
+"""Tables with a rule under the header and two spaces between columns: more room for the text at 80 columns."""
+_GAP = 2
+_SAID_BY_STATUS = {("completed", "completed"), ("awaiting_approval", "approval_required")}
+"""Stop reasons `runs list` leaves out: their status says it already."""
+
+
+class RunsTable:
+    """`runs list`: a line per run (two when its stop reason says more than its status), as wide as the console.
+
+    At 80 columns the question is cut with `…` to what is left of the line; should that be under
+    `QUESTION_MIN` characters, the columns in `DROPPABLE` give way first, in that order (`--json` has them all).
+    """
+
+    COLUMNS = ("id", "status", "question", "turns", "tokens", "cost", "duration", "created")
+    DROPPABLE = ("duration", "turns", "tokens")
+    QUESTION_MIN = 24
+    QUESTION_MAX = 60
+
+    def __init__(self, runs: Sequence[RunRecord], *, title: str = "Recent runs", now: datetime | None = None) -> None:
+        self.runs = runs
+        self.title = title
+        self.now = now
+
+    def cells(self, run: RunRecord, now: datetime) -> dict[str, Text]:
+        usage = run.usage_json
+        status = Text(run.status)
+        if run.stop_reason and (run.status, run.stop_reason) not in _SAID_BY_STATUS:
+            status.append(f"\n({run.stop_reason})", style="dim")
+        return {
+            "id": Text(run.id[:8]),
+            "status": status,
+            "question": Text(" ".join(run.question.split())),
+            "turns": Text(str(usage["requests"])),
+            "tokens": Text(f"{usage['input_tokens'] + usage['output_tokens']:,}"),
+            "cost": Text(money(run.cost_usd)),
+            "duration": Text(f"{run.elapsed_seconds:.1f}s"),
+            "created": Text(ago(run.created_at, now)),
+        }
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        now = self.now or datetime.now(UTC)
+        rows = [self.cells(run, now) for run in self.runs]
+        width = {
+            name: max([cell_len(name)] + [max(cell_len(line) for line in row[name].plain.split("\n")) for row in rows])
+            for name in self.COLUMNS
+        }
+        columns = list(self.COLUMNS)
+
+        def room() -> int:  # what is left of the line for the question
+            return options.max_width - sum(width[c] for c in columns if c != "question") - _GAP * (len(columns) - 1)
+
+        wanted = min(width["question"], self.QUESTION_MAX)
+        for name in self.DROPPABLE:
+            if room() >= min(wanted, self.QUESTION_MIN):
+                break
+            columns.remove(name)
+        table = Table(title=self.title, **_COMPACT)
+        for name in columns:
+            if name == "question":
+                table.add_column(name, width=max(1, min(wanted, room())), no_wrap=True, overflow="ellipsis")
+            else:
+                table.add_column(name, no_wrap=True, justify="left" if name in ("id", "status") else "right")
+        for row in rows:
+            table.add_row(*(row[name] for name in columns))
+        yield table
 
 
 def report_panel(report: dict[str, Any] | None, *, title: str = "Report") -> Panel:
@@ -203,6 +300,57 @@ def review_panel(review: dict[str, Any]) -> Panel:
     return Panel(escape("\n".join(lines)), title="Critic")
 
 
+def steps_table(steps: Sequence[StepRecord]) -> Table:
+    """`runs show`'s steps, readable at 80 columns: the step's name over its kind; its arguments as compact
+    JSON over its result, both cut with `…`; tokens, cost and latency stacked in the last column."""
+    table = Table(title="Steps", expand=True, **_COMPACT)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("step", max_width=18, overflow="fold")
+    table.add_column("details", ratio=1, overflow="fold")
+    table.add_column("usage", justify="right", no_wrap=True)
+    for step in steps:
+        name = Text(step.name + ("" if step.ok else " ✗"))
+        name.append(f"\n{step.kind}", style="dim")
+        details = Text()
+        if step.args is not None:
+            details.append(compact_json(step.args) + "\n", style="cyan")
+        details.append(cut(step.summary, 160))
+        usage: list[str] = []
+        if step.kind == "model":
+            usage += [f"{step.input_tokens:,}/{step.output_tokens:,} tok", money(step.cost_usd)]
+        if step.latency_ms is not None:
+            usage.append(f"{step.latency_ms:,.0f} ms")
+        table.add_row(str(step.seq), name, details, "\n".join(usage))
+    return table
+
+
+def listing(items: Sequence[str], *, numbered: bool, style: str = "") -> Table:
+    """`1. item` or `- item` lines whose wrapped text (long questions, URLs) stays indented under itself."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(justify="right", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for number, item in enumerate(items, start=1):
+        grid.add_row(f"{number}." if numbered else "-", Text(item, style=style))
+    return grid
+
+
+def partial_panel(partial: Mapping[str, Any]) -> Panel:
+    """What a run that stopped without a report had gathered (`PartialFindings`): its plan, sources, notes."""
+    parts: list[Any] = []
+    sections = (("Plan", "plan", True), ("Sources", "sources", False), ("Notes", "notes", False))
+    for title, key, numbered in sections:
+        items = [str(item) for item in partial.get(key) or []]
+        if items:
+            style = "cyan" if key == "sources" else ""
+            parts += [Text("") if parts else None, Text(title, style="bold")]
+            parts.append(Padding(listing(items, numbered=numbered, style=style), (0, 0, 0, 2)))
+    for key, value in partial.items():  # anything a later version adds, shown rather than lost
+        if key not in ("plan", "sources", "notes") and value:
+            parts += [Text("") if parts else None, Text(f"{key}: {compact_json(value, limit=500)}")]
+    shown = [part for part in parts if part is not None]
+    return Panel(Group(*shown) if shown else Text("(nothing gathered before it stopped)"), title="Partial findings")
+
+
 def run_detail(view: RunView) -> Group:
     run = view.run
     header = Table.grid(padding=(0, 2))
@@ -218,26 +366,12 @@ def run_detail(view: RunView) -> Group:
     usage = run.usage_json
     header.add_row(
         "usage",
-        f"{usage['requests']} turns, {usage['input_tokens']} in / {usage['output_tokens']} out tokens, "
-        f"{usage['tool_calls']} tool calls, {_cost(run.cost_usd)}{'' if run.cost_known else ' (price unknown)'}, "
+        f"{usage['requests']} turns, {usage['input_tokens']:,} in / {usage['output_tokens']:,} out tokens, "
+        f"{usage['tool_calls']} tool calls, {money(run.cost_usd)}{'' if run.cost_known else ' (price unknown)'}, "
         f"{_duration(run)}, attempts {run.attempts}",
     )
-    plan = Text("\n".join(f"{i}. {q}" for i, q in enumerate(run.plan or [], start=1)) or "(no plan recorded)")
-    steps = Table(title="Steps", expand=True)
-    for column in ("#", "kind", "name", "args / summary", "tokens", "cost", "ms"):
-        steps.add_column(column, overflow="fold")
-    for step in view.steps:
-        args = "" if step.args is None else escape(str(step.args))[:160]
-        summary = escape(step.summary)
-        steps.add_row(
-            str(step.seq),
-            step.kind,
-            step.name + ("" if step.ok else " ✗"),
-            (args + "\n" if args else "") + summary,
-            f"{step.input_tokens}/{step.output_tokens}" if step.kind == "model" else "",
-            _cost(step.cost_usd) if step.kind == "model" else "",
-            "" if step.latency_ms is None else f"{step.latency_ms:.0f}",
-        )
+    plan = listing(run.plan, numbered=True) if run.plan else Text("(no plan recorded)")
+    steps = steps_table(view.steps)
     parts: list[Any] = [header, Panel(plan, title="Plan"), steps]
     refused = [a for a in view.audit if a.decision != "allow"]
     if refused:
@@ -254,12 +388,17 @@ def run_detail(view: RunView) -> Group:
     if run.report:
         parts.append(report_panel(run.report))
     elif run.partial:
-        parts.append(Panel(escape(str(run.partial)), title="Partial findings"))
+        parts.append(partial_panel(run.partial))
     return Group(*parts)
 
 
 class LiveProgress:
-    """Collects progress events and renders a compact live panel for `ask`."""
+    """Collects progress events and renders a compact live panel for `ask`.
+
+    Indexing the Python reference (the first offline search, ~20 s) is a progress bar in the panel; a line
+    above the panel says when it starts and ends, so that a pipe or a log (where no panel is drawn) also
+    says why the first question takes a while.
+    """
 
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -268,16 +407,49 @@ class LiveProgress:
         self.tokens = 0
         self.cost = Decimal(0)
         self.status = "starting"
+        self.indexing: ProgressEvent | None = None
+        """The latest `index` event while indexing is under way (the bar), None otherwise."""
+        self._index_started = 0.0
 
     def __call__(self, event: ProgressEvent) -> None:
         if event.kind == "plan":
             self.plan = event.detail
         elif event.kind in ("search", "fetch", "tool_error", "resume"):
             self.lines.append(event.message)
+        elif event.kind == "index":
+            self._index(event)
         if event.kind in ("model", "status"):
             self.tokens = event.input_tokens + event.output_tokens
             self.cost = event.cost_usd
             self.status = event.message
+
+    def _index(self, event: ProgressEvent) -> None:
+        import time
+
+        if self.indexing is None:
+            self._index_started = time.monotonic()
+            self.console.print(f"{escape(event.message)}…", style="dim")
+        self.indexing = event
+        if event.total and event.done is not None and event.done >= event.total:
+            self.indexing = None
+            seconds = time.monotonic() - self._index_started
+            self.console.print(f"{escape(event.message)}: done in {seconds:.1f}s", style="dim")
+
+    @staticmethod
+    def index_bar(message: str, done: int, total: int) -> Table:
+        """`indexing the Python reference ━━━━━━━━━╸━━━━━━━  52%`: `ask`'s panel and `corpus add --python-docs`."""
+        from rich.progress_bar import ProgressBar
+
+        bar = Table.grid(padding=(0, 1))
+        bar.add_column(no_wrap=True)
+        bar.add_column(max_width=40)  # what the message leaves, up to 40 columns
+        bar.add_column(no_wrap=True)
+        bar.add_row(
+            Text(message),
+            ProgressBar(total=max(total, 1), completed=min(done, total)),
+            Text(f"{100 * done // max(total, 1):>3}%"),
+        )
+        return bar
 
     def __rich__(self) -> Panel:
         body = Text()
@@ -287,5 +459,10 @@ class LiveProgress:
                 body.append(f"  {number}. {question}\n")
         for line in self.lines[-8:]:
             body.append(f"• {line}\n")
-        body.append(f"{self.status} · {self.tokens} tokens · ${self.cost:.4f}", style="dim")
-        return Panel(body, title="research-agent")
+        status = Text(f"{self.status} · {self.tokens} tokens · ${self.cost:.4f}", style="dim")
+        index = self.indexing
+        if index is None or index.done is None or index.total is None:
+            return Panel(body + status, title="research-agent")
+        body.rstrip()
+        bar = self.index_bar(index.message, index.done, index.total)
+        return Panel(Group(*([body] if body else []), bar, status), title="research-agent")

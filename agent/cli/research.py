@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -11,8 +11,8 @@ from rich.markup import escape
 
 from agent.cli.console import err, out, print_json
 from agent.cli.exit_codes import STATUS_EXIT, ExitCode
-from agent.cli.options import JsonOption, MaxCost, MaxTokens, MaxTurns, MaxWall, ModelOption
-from agent.cli.running import with_runtime
+from agent.cli.options import JsonOption, MaxCost, MaxTokens, MaxTurns, MaxWall, ModelOption, cap_changes
+from agent.cli.running import exit_now, interrupts_on_ctrl_c, stop_on_signals, with_runtime
 
 if TYPE_CHECKING:
     from agent.api import Runtime
@@ -24,23 +24,11 @@ def _budget(*, max_turns: int | None, max_tokens: int | None, max_wall: float | 
     """The default budget with the caps given on the command line."""
     from budgets import Budget
 
-    changes: dict[str, object] = {}
-    if max_turns is not None:
-        changes["max_turns"] = max_turns
-    if max_tokens is not None:
-        changes["max_tokens"] = max_tokens
-    if max_wall is not None:
-        changes["max_wall_seconds"] = max_wall
-    if max_cost is not None:
-        try:
-            changes["max_cost_usd"] = None if max_cost.lower() == "none" else Decimal(max_cost)
-        except InvalidOperation:
-            err.print(f"[red]error:[/red] --max-cost must be a dollar amount like 0.05 or `none`, not {max_cost!r}")
-            raise typer.Exit(ExitCode.USAGE) from None
+    changes = cap_changes(max_turns=max_turns, max_tokens=max_tokens, max_wall=max_wall, max_cost=max_cost)
     try:
         return Budget.model_validate({**Budget().model_dump(), **changes})
     except ValueError as exc:
-        err.print(f"[red]error:[/red] invalid budget: {exc}")
+        err.print(f"[red]error:[/red] invalid budget: {escape(str(exc))}")  # pydantic's `[type=...]` is text
         raise typer.Exit(ExitCode.USAGE) from exc
 
 
@@ -53,34 +41,54 @@ def ask(
     max_wall: MaxWall = None,
     max_cost: MaxCost = None,
 ) -> None:
-    """Research a question now and print a cited answer."""
+    """Research a question now and print a cited answer. Ctrl-C stops the run, resumable (exit 130)."""
     from rich.live import Live
 
     from agent.cli.render import LiveProgress, run_json
 
     budget = _budget(max_turns=max_turns, max_tokens=max_tokens, max_wall=max_wall, max_cost=max_cost)
 
-    async def body(runtime: Runtime) -> tuple[dict[str, Any], RunStatus]:
-        if as_json:
-            result = await runtime.research(question, model=model, budget=budget)
-        else:
-            progress = LiveProgress(err)
-            with Live(progress, console=err, refresh_per_second=8, transient=True):
+    async def body(runtime: Runtime) -> tuple[dict[str, Any], RunStatus, bool]:
+        _check_model_option(runtime, model)
+        progress = LiveProgress(err)
+        with interrupts_on_ctrl_c(runtime) as ctrl_c:
+            if as_json:  # no panel; indexing the reference still says so on stderr
                 result = await runtime.research(question, model=model, budget=budget, progress=progress)
-        view = await runtime.get_run(result.run_id)
-        return run_json(view.run, view.steps, view.audit, view.approvals), result.status
+            else:
+                with Live(progress, console=err, refresh_per_second=8, transient=True):
+                    result = await runtime.research(question, model=model, budget=budget, progress=progress)
+            view = await runtime.get_run(result.run_id)
+        return run_json(view.run, view.steps, view.audit, view.approvals), result.status, ctrl_c.pressed
 
-    data, status = with_runtime(body)
+    data, status, interrupted = with_runtime(body)
     if as_json:
         print_json(data)
     else:
         _print_answer(data, status)
+    if status == "cancelled":
+        run_id = data["run_id"]
+        err.print(
+            f"[yellow]run {run_id} interrupted[/yellow]; continue it from its last step with:\n"
+            f"  research-agent runs resume {run_id}\n"
+            "then a `research-agent worker` finishes it."
+        )
+        if interrupted:
+            exit_now(ExitCode.INTERRUPTED)  # a real Ctrl-C: the prompt back at once (see exit_now)
     raise typer.Exit(STATUS_EXIT[status])
+
+
+def _check_model_option(runtime: Runtime, model: str | None) -> None:
+    """A `--model` that cannot work is a configuration error naming `--model`, before any run exists."""
+    if model is None or model == "auto":  # `auto` stands for RESEARCH_AGENT_MODEL's resolution
+        return
+    from agent.models import check_model
+
+    check_model(model, settings=runtime.settings, source="--model")
 
 
 def _print_answer(data: dict[str, Any], status: RunStatus) -> None:
     """The report (or why there is none) and a one-line summary of the run, for a person."""
-    from agent.cli.render import report_panel
+    from agent.cli.render import money, partial_panel, report_panel
     from agent.settings import is_offline_model
 
     if data["report"]:
@@ -97,15 +105,15 @@ def _print_answer(data: dict[str, Any], status: RunStatus) -> None:
             "a `research-agent worker` then finishes the run."
         )
     else:
-        out.print(f"[yellow]No report[/yellow]: {data['status']} ({data['stop_reason']}) {data['error'] or ''}")
+        out.print(f"[yellow]No report[/yellow]: {data['status']} ({data['stop_reason']}) {escape(data['error'] or '')}")
         if data["partial"]:
-            out.print(data["partial"])
+            out.print(partial_panel(data["partial"]))
     first = (data.get("review") or {}).get("first")
     critic = f" · critic {first['score']:.2f}" if first else ""
     tokens = data["usage"]["input_tokens"] + data["usage"]["output_tokens"]
     out.print(
         f"[dim]run {data['run_id']} · {data['status']} · {data['usage']['requests']} turns · "
-        f"{tokens} tokens · ${data['cost_usd']}{critic}[/dim]"
+        f"{tokens} tokens · {money(Decimal(data['cost_usd']))}{critic}[/dim]"
     )
 
 
@@ -122,6 +130,7 @@ def submit(
     budget = _budget(max_turns=max_turns, max_tokens=max_tokens, max_wall=max_wall, max_cost=max_cost)
 
     async def body(runtime: Runtime) -> str:
+        _check_model_option(runtime, model)
         return (await runtime.submit(question, model=model, budget=budget)).id
 
     run_id = with_runtime(body)
@@ -136,21 +145,19 @@ def worker(
     max_runs: Annotated[int | None, typer.Option(min=1, help="Exit after claiming this many runs.")] = None,
     exit_when_idle: Annotated[bool, typer.Option(help="Exit when the queue is empty.")] = False,
 ) -> None:
-    """Process queued runs and resume abandoned ones until stopped (Ctrl-C)."""
-    import asyncio
-    import signal
-
+    """Process queued runs and resume abandoned ones until stopped (Ctrl-C); one log line per run claimed and done."""
     from agent.durable.worker import Worker
+    from agent.events import WorkerEvent
+
+    def log(event: WorkerEvent) -> None:
+        err.print(escape(event.line()), highlight=False)
 
     async def body(runtime: Runtime) -> int:
-        w = Worker(runtime, concurrency=concurrency, max_runs=max_runs, exit_when_idle=exit_when_idle)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, w.stop)
-        err.print(f"worker {w.worker_id} started (concurrency {concurrency})")
+        w = Worker(runtime, concurrency=concurrency, max_runs=max_runs, exit_when_idle=exit_when_idle, on_event=log)
+        stop_on_signals(w.stop)
+        err.print(f"worker {w.worker_id} started (concurrency {concurrency})", highlight=False)
         finished = await w.run()
-        for run in finished:
-            err.print(f"{run.id} {run.status} ({run.stop_reason})")
+        err.print(f"worker {w.worker_id} stopped after {len(finished)} runs", highlight=False)
         return len(finished)
 
     with_runtime(body)

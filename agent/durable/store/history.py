@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from agent.durable.store.records import Executor, StepRecord
+from agent.durable.store.records import Executor, StepRecord, plain_money
 
 if TYPE_CHECKING:  # the message functions import it when called: reading steps (`runs show`) does not load it
     from pydantic_ai.messages import ModelMessage
@@ -73,7 +73,7 @@ async def get_steps(db: Executor, run_id: uuid.UUID) -> list[StepRecord]:
             ok=r["ok"],
             input_tokens=r["input_tokens"],
             output_tokens=r["output_tokens"],
-            cost_usd=r["cost_usd"],
+            cost_usd=None if r["cost_usd"] is None else plain_money(r["cost_usd"]),
             latency_ms=r["latency_ms"],
             created_at=r["created_at"],
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -16,6 +16,8 @@ from tools import FetchedPage
 
 if TYPE_CHECKING:
     from pydantic_ai.messages import ModelMessage
+
+    from budgets import Budget
 
 
 class RunStore:
@@ -47,8 +49,9 @@ class RunStore:
         """By full id or a unique prefix of at least 6 characters."""
         return await runs.get(self.pool, run_id)
 
-    async def list_runs(self, *, limit: int = 20) -> list[RunRecord]:
-        return await runs.list_recent(self.pool, limit=limit)
+    async def list_runs(self, *, limit: int = 20, statuses: Sequence[RunStatus] | None = None) -> list[RunRecord]:
+        """The newest `limit` runs, of any status or only of `statuses`."""
+        return await runs.list_recent(self.pool, limit=limit, statuses=statuses)
 
     async def claim_next(self, *, worker_id: str, lease_seconds: float) -> RunRecord | None:
         """Claim the oldest queued run, or a running one whose lease expired (its worker died)."""
@@ -66,9 +69,29 @@ class RunStore:
             self.pool, run_id, worker_id=worker_id, lease_seconds=lease_seconds, elapsed_seconds=elapsed_seconds
         )
 
-    async def requeue(self, run_id: str) -> RunRecord:
-        """Make a stopped (failed, killed, budget_exceeded, cancelled) run claimable again, keeping its history."""
-        return await runs.requeue_stopped(self.pool, run_id)
+    async def requeue(self, run_id: str, *, budget: Budget | None = None) -> RunRecord:
+        """Make a stopped (failed, killed, budget_exceeded, cancelled) run claimable again, keeping its history.
+
+        With `budget`, the run continues under those caps: its frozen `config.budget` is replaced in the
+        statement that queues it, and a `budget_changed` event step records the caps before and after
+        (in the same transaction: no worker claims the run before both are written).
+        """
+        if budget is None:
+            return await runs.requeue_stopped(self.pool, run_id)
+        rid = uuid.UUID(run_id)
+        async with self.pool.acquire() as conn, conn.transaction():
+            run, before = await runs.requeue_with_budget(conn, run_id, budget=budget.model_dump(mode="json"))
+            old, new = budget_change(before, run.config.budget.model_dump(mode="json"))
+            if new:
+                step = StepRecord(
+                    seq=await history.next_step_seq(conn, rid),
+                    kind="event",
+                    name="budget_changed",
+                    args={"old": old, "new": new},
+                    summary=f"caps changed on resume: {describe_budget_change(old, new)}",
+                )
+                await history.insert_steps(conn, rid, [step])
+        return run
 
     # --- turns --------------------------------------------------------------------------------------
     async def commit_turn(self, run_id: str, *, worker_id: str, turn: TurnCommit) -> None:
@@ -173,6 +196,23 @@ class RunStore:
 
     async def put_page(self, page: FetchedPage, *, ttl: timedelta) -> None:
         await pages.put_page(self.pool, page, ttl=ttl)
+
+
+def budget_change(
+    old: Mapping[str, JSONValue], new: Mapping[str, JSONValue]
+) -> tuple[dict[str, JSONValue], dict[str, JSONValue]]:
+    """The caps that differ between two budgets (as `Budget.model_dump(mode="json")`): before, after."""
+    changed = [cap for cap in new if old.get(cap) != new[cap]]
+    return {cap: old.get(cap) for cap in changed}, {cap: new[cap] for cap in changed}
+
+
+def describe_budget_change(old: Mapping[str, JSONValue], new: Mapping[str, JSONValue]) -> str:
+    """`max_turns 3 → 10, max_cost_usd 0.5 → none`, from `budget_change`'s two halves."""
+
+    def text(value: JSONValue) -> str:
+        return "none" if value is None else str(value)
+
+    return ", ".join(f"{cap} {text(old.get(cap))} → {text(value)}" for cap, value in new.items()) or "unchanged"
 
 
 async def release_lease(store: RunStore, run_id: str, *, worker_id: str) -> bool:

@@ -8,12 +8,21 @@ matches no row and gets `LeaseLostError` instead of writing.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import cast
 
 import asyncpg
 
 from agent.config import RunConfig, RunStatus, StopReason
-from agent.durable.store.records import Executor, JSONValue, RunRecord, TurnCommit, stored_usage, usage_to_json
+from agent.durable.store.records import (
+    Executor,
+    JSONValue,
+    RunRecord,
+    TurnCommit,
+    plain_money,
+    stored_usage,
+    usage_to_json,
+)
 from agent.errors import LeaseLostError, RunNotFoundError
 
 RunId = str | uuid.UUID
@@ -59,8 +68,13 @@ async def get(db: Executor, run_id: str) -> RunRecord:
     return run_from_row(row)
 
 
-async def list_recent(db: Executor, *, limit: int) -> list[RunRecord]:
-    rows = await db.fetch("SELECT * FROM runs ORDER BY created_at DESC LIMIT $1", limit)
+async def list_recent(db: Executor, *, limit: int, statuses: Sequence[RunStatus] | None = None) -> list[RunRecord]:
+    """The newest `limit` runs, of any status or only of `statuses`."""
+    rows = await db.fetch(
+        "SELECT * FROM runs WHERE ($2::text[] IS NULL OR status = ANY($2::text[])) ORDER BY created_at DESC LIMIT $1",
+        limit,
+        None if statuses is None else list(statuses),
+    )
     return [run_from_row(r) for r in rows]
 
 
@@ -219,10 +233,34 @@ async def requeue_stopped(db: Executor, run_id: str) -> RunRecord:
         _uuid(run_id),
     )
     if row is None:
-        current = await get(db, run_id)
-        hint = "; decide its requests with `research-agent approvals`" if current.status == "awaiting_approval" else ""
-        raise RunNotFoundError(f"run {run_id} is {current.status}; only stopped runs can be resumed{hint}")
+        raise await _not_resumable(db, run_id)
     return run_from_row(row)
+
+
+async def requeue_with_budget(
+    db: Executor, run_id: str, *, budget: dict[str, JSONValue]
+) -> tuple[RunRecord, dict[str, JSONValue]]:
+    """`requeue_stopped` with new caps: the run's frozen `config.budget` becomes `budget` in the statement that
+    queues it, so no worker can claim it under the old caps. Returns the run and its budget as it was."""
+    row = await db.fetchrow(
+        f"""
+        UPDATE runs SET {_REQUEUE}, config = jsonb_set(runs.config, '{{budget}}', $2::jsonb)
+        FROM (SELECT id, config -> 'budget' AS budget FROM runs WHERE id = $1 FOR UPDATE) AS prior
+        WHERE runs.id = prior.id AND runs.status IN {_RESUMABLE}
+        RETURNING runs.*, prior.budget AS budget_before
+        """,
+        _uuid(run_id),
+        budget,
+    )
+    if row is None:
+        raise await _not_resumable(db, run_id)
+    return run_from_row(row), row["budget_before"]
+
+
+async def _not_resumable(db: Executor, run_id: str) -> RunNotFoundError:
+    current = await get(db, run_id)
+    hint = "; decide its requests with `research-agent approvals`" if current.status == "awaiting_approval" else ""
+    return RunNotFoundError(f"run {run_id} is {current.status}; only stopped runs can be resumed{hint}")
 
 
 async def requeue_killed(db: Executor, *, stop_reason: StopReason) -> list[str]:
@@ -265,7 +303,7 @@ def run_from_row(row: asyncpg.Record | None) -> RunRecord:
         partial=row["partial"],
         review=row["review"],
         usage_json=stored_usage(row["usage"]),
-        cost_usd=row["cost_usd"],
+        cost_usd=plain_money(row["cost_usd"]),
         cost_known=row["cost_known"],
         elapsed_seconds=row["elapsed_seconds"],
         message_count=row["message_count"],
