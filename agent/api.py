@@ -30,6 +30,7 @@ from agent.events import ProgressCallback, StartupCallback, ignore_progress, ign
 from agent.guardrails.screening import MAX_QUESTION_CHARS as _MAX_QUESTION_CHARS
 from agent.guardrails.screening import QuestionScreen, screen_question
 from agent.models import ModelSpec, check_run_models, model_label
+from agent.money import repr_with_money
 from agent.prompts import research_prompt
 from agent.report import PartialFindings, ResearchReport
 from agent.settings import Settings
@@ -40,9 +41,11 @@ from tools import SearchBackend
 MAX_QUESTION_CHARS = _MAX_QUESTION_CHARS  # kept here for callers; the limit lives in agent.guardrails.screening
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class ResearchResult:
     """What `research` returns: the run's final state."""
+
+    __repr__ = repr_with_money
 
     run_id: str
     status: RunStatus

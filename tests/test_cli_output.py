@@ -22,9 +22,10 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from agent.api import ResearchResult, Runtime
-from agent.cli.render import RunsTable, money, partial_panel
+from agent.cli.render import RunsTable, partial_panel
 from agent.durable.store import RunRecord
 from agent.durable.store.records import plain_money
+from agent.money import money
 from agent.settings import Settings
 from budgets import Budget
 from tests._cli import run_cli as cli
@@ -196,11 +197,12 @@ async def test_costs_read_as_amounts_in_records_results_and_for_people(
     runtime: Runtime, http_server: LocalHTTPServer
 ) -> None:
     queued = await runtime.submit("What is QUIC?", model="test")
-    assert queued.cost_usd == 0 and "cost_usd=Decimal('0')" in repr(queued)  # was Decimal('0E-8')
+    assert queued.cost_usd == 0 and "cost_usd=$0.0000," in repr(queued)  # was Decimal('0E-8')
     result = await _stopped_run(runtime, http_server)
     stored = (await runtime.get_run(result.run_id)).run
     assert result.cost_usd == stored.cost_usd > 0
-    assert f"cost_usd={result.cost_usd!r}" in repr(result) and "E" not in str(result.cost_usd)
+    assert f"cost_usd={money(result.cost_usd)}," in repr(result) and "E" not in str(result.cost_usd)
+    assert f"cost_usd={money(stored.cost_usd)}," in repr(stored)
     assert str(result.cost_usd) == format(result.cost_usd, "f") and not str(result.cost_usd).endswith("0")
 
     assert [plain_money(Decimal(v)) for v in ("0E-8", "0.00210000", "100.00000000", "12.34500000")] == [

@@ -11,8 +11,9 @@ IDEs read the same names from the imports under `TYPE_CHECKING`.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from tools.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from tools._corpus import CollectionStats, CorpusDocument, CorpusHit, CorpusSearchBackend, CorpusStore, UpsertCounts
@@ -175,18 +176,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "tools.errors": ("ResearchAgentError",),
 }
 """Where each public name lives (keep in step with the imports above); only its module is imported."""
-_EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
+_EXPORTS, _getattr, __dir__ = lazy_exports(_MODULES, globals())
 
 if not TYPE_CHECKING:  # type checkers see the imports above, and an unknown name stays an error for them
-
-    def __getattr__(name: str) -> object:
-        module = _EXPORTS.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
-        globals()[name] = value  # later reads are plain attribute reads
-        return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    __getattr__ = _getattr

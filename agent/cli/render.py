@@ -17,6 +17,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from agent.money import money
+
 if TYPE_CHECKING:  # records are rendered, never built, here: reading them needs no import (nor pydantic-ai)
     from agent.durable.approvals import Approval
     from agent.durable.run_view import RunView
@@ -27,19 +29,6 @@ if TYPE_CHECKING:  # records are rendered, never built, here: reading them needs
 def decimal_text(value: Decimal) -> str:
     """Plain notation without trailing zeros: `0`, `0.0021` (never `0E-8`)."""
     return format(value.normalize(), "f")
-
-
-_FOUR_PLACES = Decimal("0.0001")
-
-
-def money(value: Decimal | None) -> str:
-    """Dollars for people, wherever the CLI prints them: `$0.0123`, `$1,234.5000`. A cost too small for four
-    places is written out (`$0.00002125`), never `$0.0000`; `-` when unknown."""
-    if value is None:
-        return "-"
-    if value == 0 or abs(value) >= _FOUR_PLACES:
-        return f"${value:,.4f}"
-    return "$" + f"{value:.8f}".rstrip("0")
 
 
 def cut(text: str, limit: int) -> str:

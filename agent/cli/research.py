@@ -88,7 +88,8 @@ def _check_model_option(runtime: Runtime, model: str | None) -> None:
 
 def _print_answer(data: dict[str, Any], status: RunStatus) -> None:
     """The report (or why there is none) and a one-line summary of the run, for a person."""
-    from agent.cli.render import money, partial_panel, report_panel
+    from agent.cli.render import partial_panel, report_panel
+    from agent.money import money
     from agent.settings import is_offline_model
 
     if data["report"]:

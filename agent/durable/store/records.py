@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from agent.config import RunConfig, RunStatus, StopReason
+from agent.money import repr_with_money
 
 if TYPE_CHECKING:
     from pydantic_ai.messages import ModelMessage
@@ -52,9 +53,11 @@ USAGE_DEFAULTS: Mapping[str, JSONValue] = MappingProxyType(
 without importing pydantic-ai. tests/test_cli_startup.py fails when a pydantic-ai upgrade changes them."""
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class RunRecord:
     """One row of `runs`, as the API and CLI see it."""
+
+    __repr__ = repr_with_money
 
     id: str
     question: str
@@ -85,9 +88,11 @@ class RunRecord:
         return usage_from_json(self.usage_json)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class StepRecord:
     """One human-readable step: a plan, a model turn, a tool call or an event."""
+
+    __repr__ = repr_with_money
 
     seq: int
     kind: str
@@ -143,7 +148,7 @@ def plain_money(value: Decimal) -> Decimal:
     `Decimal('0.00210000')`; this gives `Decimal('0')` and `Decimal('0.0021')` (the same values), so the
     records' reprs and `str()` read as amounts. No exponent above a millionth of a dollar (`Decimal('100')`,
     not `Decimal('1E+2')`); below it Python's `Decimal` itself writes one (`Decimal('5E-7')`), still exact.
-    People see `$0.0021` (`agent.cli.render.money`); JSON has plain strings (`agent.cli.render.decimal_text`)."""
+    People see `$0.0021` (`agent.money.money`, also in reprs); JSON has plain strings (`render.decimal_text`)."""
     plain = value.normalize()
     return plain.quantize(Decimal(1)) if plain == plain.to_integral_value() else plain
 
