@@ -3,6 +3,7 @@ and a paired bootstrap that fail the build on a regression (docs/decisions/0009-
 
 python -m evals                     # offline model, python_reference + adversarial; exit 1 on regression
 python -m evals --bless             # accept the current scores as the new baselines
+python -m evals judges              # the critic vs the labelled judgements; exit 1 below target
 """
 
 from agent.errors import ResearchAgentError
@@ -32,12 +33,25 @@ from evals._gate import (
     load_baseline,
     paired_bootstrap,
 )
+from evals._judges import (
+    CRITIC_THRESHOLD,
+    JudgedItem,
+    JudgementItem,
+    JudgementSet,
+    JudgesResult,
+    JudgeTargets,
+    judge_targets,
+    judges_main,
+    load_judgements,
+    run_judges,
+)
 from evals._report import print_summary, render_markdown, write_reports
 from evals._suite import CaseResult, DatasetResult, SuiteOptions, SuiteResult, UsageError, run_suite
 from evals._task import EvalEnvironment, open_environment
 from evals._types import CaseMetadata, EvalInputs, EvalOutput, FixtureDocument, SourceText, StepView
 
 __all__ = [
+    "CRITIC_THRESHOLD",
     "CUSTOM_EVALUATORS",
     "JUDGE_MODEL_SETTINGS",
     "JUDGE_VERSION",
@@ -54,6 +68,11 @@ __all__ = [
     "FixtureDocument",
     "GateConfig",
     "GateResult",
+    "JudgeTargets",
+    "JudgedItem",
+    "JudgementItem",
+    "JudgementSet",
+    "JudgesResult",
     "KeyFactRecall",
     "LLMCritic",
     "OfflineCritic",
@@ -71,12 +90,16 @@ __all__ = [
     "critic_for",
     "critic_judge",
     "judge_scores",
+    "judge_targets",
+    "judges_main",
     "load_baseline",
     "load_dataset",
+    "load_judgements",
     "open_environment",
     "paired_bootstrap",
     "print_summary",
     "render_markdown",
+    "run_judges",
     "run_suite",
     "write_reports",
     "write_schema",

@@ -1,4 +1,8 @@
-"""`python -m evals`: run the eval suite and gate it. Exit 0 passed, 1 regression or threshold, 2 usage error."""
+"""`python -m evals`: run the eval suite and gate it. Exit 0 passed, 1 regression or threshold, 2 usage error.
+
+`python -m evals judges [--judgements PATH] [--judge offline|MODEL] [--json]`: the critic's agreement with
+the labelled judgements (`evals/_judges.py`), same exit codes.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from rich.console import Console
 
 from agent.errors import ResearchAgentError
 from budgets import BudgetExceeded, SpendGate
+from evals._judges import judges_main
 from evals._report import print_summary, write_reports
 from evals._suite import SuiteOptions, UsageError, run_suite
 from tools import FetchError, SearchBackendError
@@ -25,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m evals",
         description="Run the research agent's eval datasets and fail on a regression against the baselines.",
+        epilog="`python -m evals judges --help`: the critic's agreement with the labelled judgements.",
     )
     parser.add_argument("--model", default="offline", help="`offline` (default) or a pydantic-ai model name")
     parser.add_argument(
@@ -45,7 +51,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["judges"]:
+        return judges_main(arguments[1:])
+    args = _parser().parse_args(arguments)
     console = Console()
     options = SuiteOptions(
         model=args.model,

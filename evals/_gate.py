@@ -63,6 +63,9 @@ class GateConfig(BaseModel):
     resamples: int = Field(default=2000, ge=100)
     seed: int = 1337
     thresholds: dict[str, dict[str, float]] = Field(default_factory=lambda: {"default": dict(DEFAULT_THRESHOLDS)})
+    judges: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Critic agreement targets for `python -m evals judges` (evals/_judges.py)."
+    )
 
     def thresholds_for(self, dataset: str) -> dict[str, float]:
         return {**self.thresholds.get("default", {}), **self.thresholds.get(dataset, {})}
