@@ -22,6 +22,19 @@ def money(value: Decimal | None) -> str:
     return "$" + f"{value:.8f}".rstrip("0")
 
 
+def plain_money(value: Decimal) -> Decimal:
+    """A stored amount in plain form: `numeric(14, 8)` reads back as `Decimal('0E-8')` or `Decimal('0.00210000')`;
+    this gives `Decimal('0')` and `Decimal('0.0021')` (the same values). No exponent above a millionth of a
+    dollar (`Decimal('100')`, not `Decimal('1E+2')`); below it `Decimal` itself writes one, still exact."""
+    plain = value.normalize()
+    return plain.quantize(Decimal(1)) if plain == plain.to_integral_value() else plain
+
+
+def money_text(value: Decimal) -> str:
+    """An amount as JSON carries it: plain notation without trailing zeros, `0`, `0.0021` (never `0E-8`)."""
+    return f"{plain_money(value):f}"
+
+
 def repr_with_money(obj: Any) -> str:
     """A dataclass repr in which dollar fields (`*_usd`) read `$0.0123` instead of `Decimal('0E-8')`."""
     parts = []

@@ -24,8 +24,7 @@ from rich.console import Console
 from agent.api import ResearchResult, Runtime
 from agent.cli.render import RunsTable, partial_panel
 from agent.durable.store import RunRecord
-from agent.durable.store.records import plain_money
-from agent.money import money
+from agent.money import money, plain_money
 from agent.settings import Settings
 from budgets import Budget
 from tests._cli import run_cli as cli

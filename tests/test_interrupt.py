@@ -56,7 +56,7 @@ class CountingModel:
         self.calls[len(messages)] += 1
         if len(messages) == self.hang_at and self.calls[self.hang_at] == 1:
             self.hanging.set()
-            await asyncio.sleep(3600)  # until cancelled
+            await asyncio.Event().wait()  # a condition never met: only the interrupt's cancellation ends it
         return self.script.decide(messages, info)
 
 
@@ -151,14 +151,20 @@ async def test_cancelling_the_caller_mid_tool_call_finishes_the_run_cancelled_be
 
 
 async def test_an_interrupt_while_the_run_is_being_submitted_cancels_it_before_any_model_call(
-    runtime: Runtime, http_server: LocalHTTPServer
+    runtime: Runtime, http_server: LocalHTTPServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     install_web(http_server)
     scripted = CountingModel()
-    task = asyncio.create_task(runtime.research(QUESTION, model=scripted.model))
-    await asyncio.sleep(0)  # one loop turn: the call has started and waits on the database to submit its run
-    assert runtime.interrupt() == []  # no run id yet, but the call is marked
-    result = await asyncio.wait_for(task, timeout=30)
+    claim_run = runtime.store.claim_run
+    answers: list[list[str]] = []
+
+    async def interrupt_then_claim(run_id: str, *, worker_id: str, lease_seconds: float) -> RunRecord | None:
+        answers.append(runtime.interrupt())  # the run is submitted but not yet claimed by this call
+        return await claim_run(run_id, worker_id=worker_id, lease_seconds=lease_seconds)
+
+    monkeypatch.setattr(runtime.store, "claim_run", interrupt_then_claim)
+    result = await asyncio.wait_for(runtime.research(QUESTION, model=scripted.model), timeout=30)
+    assert answers == [[]]  # no run id yet, but the call is marked
 
     assert (result.status, result.stop_reason, result.error) == ("cancelled", "interrupted", INTERRUPTED)
     assert scripted.calls == Counter() and http_server.hits["/search"] == 0

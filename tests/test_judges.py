@@ -30,7 +30,7 @@ FIXTURE_ITEMS: list[dict[str, Any]] = [
     {
         "question": "What does the nonlocal statement do?",
         "answer": NONLOCAL,
-        "citations": [{"url": "https://docs.python.org/3/reference/simple_stmts.html", "quote": NONLOCAL}],
+        "citations": [{"url": "corpus://python-docs/reference/simple_stmts", "quote": NONLOCAL}],
         "verdict": "correct",
         "note": "the definition, verbatim",
         "subject": "nonlocal",
@@ -40,7 +40,7 @@ FIXTURE_ITEMS: list[dict[str, Any]] = [
         "answer": "The walrus operator raises its left argument to the power of its right argument.",
         "citations": [
             {
-                "url": "https://docs.python.org/3/reference/expressions.html",
+                "url": "corpus://python-docs/reference/expressions",
                 "quote": "The power operator binds more tightly than unary operators on its left.",
             }
         ],
@@ -52,7 +52,7 @@ FIXTURE_ITEMS: list[dict[str, Any]] = [
         "answer": "Use is_dataclass() to check whether an object is a dataclass.",
         "citations": [
             {
-                "url": "https://docs.python.org/3/library/dataclasses.html",
+                "url": "corpus://python-docs/library/dataclasses",
                 "quote": "Return True if its parameter is a dataclass or an instance of one, otherwise return False.",
             }
         ],

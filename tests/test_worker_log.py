@@ -74,7 +74,7 @@ async def test_a_worker_stopped_mid_run_reports_the_run_released_to_the_queue(
     async def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         calls[len(messages)] += 1
         hanging.set()
-        await asyncio.sleep(3600)  # until the worker's shutdown cancels it
+        await asyncio.Event().wait()  # a condition never met: only the worker's shutdown (a cancellation) ends it
         raise AssertionError("unreachable")
 
     model = FunctionModel(respond, model_name="scripted-research")

@@ -17,18 +17,13 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from agent.money import money
+from agent.money import money, money_text
 
 if TYPE_CHECKING:  # records are rendered, never built, here: reading them needs no import (nor pydantic-ai)
     from agent.durable.approvals import Approval
     from agent.durable.run_view import RunView
     from agent.durable.store import AuditRecord, RunRecord, StepRecord
     from agent.events import ProgressEvent
-
-
-def decimal_text(value: Decimal) -> str:
-    """Plain notation without trailing zeros: `0`, `0.0021` (never `0E-8`)."""
-    return format(value.normalize(), "f")
 
 
 def cut(text: str, limit: int) -> str:
@@ -153,7 +148,7 @@ def run_json(
         "partial": run.partial,
         "review": run.review,
         "usage": run.usage_json,
-        "cost_usd": decimal_text(run.cost_usd),
+        "cost_usd": money_text(run.cost_usd),
         "cost_known": run.cost_known,
         "elapsed_seconds": round(run.elapsed_seconds, 3),
         "attempts": run.attempts,
@@ -176,7 +171,7 @@ def run_json(
                 "ok": s.ok,
                 "input_tokens": s.input_tokens,
                 "output_tokens": s.output_tokens,
-                "cost_usd": None if s.cost_usd is None else decimal_text(s.cost_usd),
+                "cost_usd": None if s.cost_usd is None else money_text(s.cost_usd),
                 "latency_ms": None if s.latency_ms is None else round(s.latency_ms, 2),
             }
             for s in steps

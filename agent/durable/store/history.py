@@ -6,7 +6,8 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from agent.durable.store.records import Executor, StepRecord, plain_money
+from agent.durable.store.records import Executor, StepRecord
+from agent.money import plain_money
 
 if TYPE_CHECKING:  # the message functions import it when called: reading steps (`runs show`) does not load it
     from pydantic_ai.messages import ModelMessage

@@ -143,16 +143,6 @@ class AuditRecord:
     created_at: datetime
 
 
-def plain_money(value: Decimal) -> Decimal:
-    """A stored dollar amount in its plain form: `numeric(14, 8)` columns read back as `Decimal('0E-8')` or
-    `Decimal('0.00210000')`; this gives `Decimal('0')` and `Decimal('0.0021')` (the same values), so the
-    records' reprs and `str()` read as amounts. No exponent above a millionth of a dollar (`Decimal('100')`,
-    not `Decimal('1E+2')`); below it Python's `Decimal` itself writes one (`Decimal('5E-7')`), still exact.
-    People see `$0.0021` (`agent.money.money`, also in reprs); JSON has plain strings (`render.decimal_text`)."""
-    plain = value.normalize()
-    return plain.quantize(Decimal(1)) if plain == plain.to_integral_value() else plain
-
-
 def usage_to_json(usage: RunUsage) -> dict[str, JSONValue]:
     data = dataclasses.asdict(usage)
     data["cost"] = None if usage.cost is None else str(usage.cost)

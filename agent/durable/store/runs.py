@@ -19,11 +19,11 @@ from agent.durable.store.records import (
     JSONValue,
     RunRecord,
     TurnCommit,
-    plain_money,
     stored_usage,
     usage_to_json,
 )
 from agent.errors import LeaseLostError, RunNotFoundError
+from agent.money import plain_money
 
 RunId = str | uuid.UUID
 
