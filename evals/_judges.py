@@ -424,7 +424,7 @@ async def _grade(args: argparse.Namespace, path: Path, model: Model | None) -> J
     targets = judge_targets(args.gate_config or default_datasets_dir() / "gate.yaml", args.judge)
     if args.judge == OFFLINE_JUDGE:
         return await run_judges(items, grader=_offline_grade, judge=args.judge, path=path, targets=targets)
-    settings = Settings()
+    settings = Settings.load()  # a bad variable is named: ConfigurationError, exit 2
     async with retrying_http_client(settings) as client:
         resolved = model or resolve_model(args.judge, settings=settings, http_client=client)
         return await run_judges(
