@@ -72,6 +72,11 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def evals(session: nox.Session) -> None:
-    """The eval gate: offline model by default; exit 1 on a regression (`-- --bless` accepts new scores)."""
+    """The eval gate: offline model by default; exit 1 on a regression (`-- --bless` accepts new scores).
+    Without arguments it also checks the offline critic against both labelled judgement sets."""
     session.install("-e", ".")
-    session.run("python", "-m", "evals", *session.posargs, env={"LOGFIRE_IGNORE_NO_CONFIG": "1"})
+    env = {"LOGFIRE_IGNORE_NO_CONFIG": "1"}
+    session.run("python", "-m", "evals", *session.posargs, env=env)
+    if not session.posargs:  # the default gate also holds the offline critic to its agreement targets
+        for judgements in ("datasets/judgements.yaml", "datasets/judgements_unseen.yaml"):
+            session.run("python", "-m", "evals", "judges", "--judgements", judgements, env=env)

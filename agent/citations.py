@@ -6,6 +6,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from agent.report import Citation, ResearchReport
 from tools import FetchedPage
@@ -71,3 +72,49 @@ def without_problems(report: ResearchReport, problems: list[CitationProblem]) ->
     kept = [c for i, c in enumerate(report.citations) if i not in bad]
     note = f"{len(bad)} citation(s) removed because their quotes could not be verified against fetched pages."
     return report.model_copy(update={"citations": kept, "unresolved": [*report.unresolved, note]})
+
+
+# An entry of a reference page: an unindented line naming a callable or attribute
+# ("functools.lru_cache(maxsize=128, typed=False): ...", "object.__slots__", "class dict(**kwargs)").
+_ENTRY: Final = re.compile(r"^(?:async |class )?[A-Za-z_]\w*(?:\.\w+)*(?:\(.*|\.\w+\s*)$")
+# A reStructuredText heading: a line, then an underline of one repeated punctuation character.
+_HEADING: Final = re.compile(r"^(\S[^\n]*)\n([*=~^#-])\2{2,}[ \t]*$", re.MULTILINE)
+MAX_SECTION_CHARS: Final = 160
+
+
+def page_sections(text: str) -> list[tuple[int, str]]:
+    """Where each heading or reference entry of `text` starts, with its line, in order."""
+    starts = [(m.start(), m.group(1)) for m in _HEADING.finditer(text)]
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        if line[:1].strip() and _ENTRY.match(line.rstrip("\n")):
+            starts.append((offset, line.strip()))
+        offset += len(line)
+    return sorted(starts)
+
+
+_SIGNATURE: Final = re.compile(r"^((?:async |class )?[A-Za-z_][\w.]*)\(.*$")
+
+
+def _entry_name(line: str) -> str:
+    """An entry's name without its parameters ("class zip(*iterables, strict=False)" -> "class zip"):
+    parameter names are not what the entry is about."""
+    match = _SIGNATURE.match(line)
+    return match.group(1) if match else line
+
+
+def quote_section(title: str, text: str, quote: str) -> str:
+    """Where in a page (`title`, `text`) the quote sits: the title and the heading or reference entry
+    ("functools.lru_cache(...)") it falls under. The critic reads it to judge whether a quote is about the
+    thing asked: a docstring sentence rarely names its own function, but the entry it belongs to does."""
+    wanted = normalize_text(quote)
+    title = _entry_name(" ".join(title.split()))
+    starts = page_sections(text)
+    if not wanted or not starts:
+        return title
+    bounds = [*(start for start, _ in starts[1:]), len(text)]
+    for (start, header), end in zip(starts, bounds, strict=True):
+        if wanted in normalize_text(text[start:end]):
+            header = _entry_name(" ".join(header.split()))[:MAX_SECTION_CHARS]
+            return f"{title} › {header}" if title and header.casefold() != title.casefold() else header
+    return title

@@ -15,11 +15,20 @@ class Citation(BaseModel):
         max_length=1_000,
         description="An exact, verbatim sentence or phrase copied from the fetched page text.",
     )
+    see_also: str | None = Field(
+        default=None,
+        description="Leave empty. Filled in by the agent: the public web page of a local document, when there is one.",
+    )
 
 
 class ResearchReport(BaseModel):
     """The agent's final answer."""
 
+    answered: bool = Field(
+        default=True,
+        description="False when the sources do not establish an answer: then `answer` says so plainly "
+        "and `unresolved` says what is missing.",
+    )
     answer: str = Field(description="A direct answer to the question, grounded in the cited quotes.")
     citations: list[Citation] = Field(default_factory=list, description="Evidence for the answer.")
     unresolved: list[str] = Field(

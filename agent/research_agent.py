@@ -27,6 +27,7 @@ from tools import (
     ToolFailure,
     fetch_url,
     frame_untrusted,
+    see_also_url,
     web_search,
 )
 
@@ -40,6 +41,12 @@ def _render_hits(response: SearchResponse) -> str:
     for number, hit in enumerate(response.results, start=1):
         lines.append(f"{number}. {hit.title}\n   {hit.url}\n   {hit.snippet}")
     return "\n".join(lines) if lines else "(no results)"
+
+
+def _with_see_also(report: ResearchReport) -> ResearchReport:
+    """Each citation's public page (a python-docs corpus document's docs.python.org page), never the model's."""
+    citations = [c.model_copy(update={"see_also": see_also_url(c.url)}) for c in report.citations]
+    return report.model_copy(update={"citations": citations})
 
 
 ResearchOutput = ResearchReport | DeferredToolRequests
@@ -115,18 +122,18 @@ def build_agent() -> Agent[ResearchDeps, ResearchOutput]:
         if isinstance(report, DeferredToolRequests):  # calls waiting for a human: nothing to verify yet
             return report
         problems = check_citations(report, ctx.deps.sources)
-        if not problems:
-            return report
-        logfire.warn("unverifiable citations", run_id=ctx.deps.run_id, problems=[p.describe() for p in problems])
-        if ctx.last_attempt:
-            return without_problems(report, problems)
-        fetched = ", ".join(sorted(ctx.deps.sources)) or "none yet"
-        raise ModelRetry(
-            "Some citations could not be verified:\n"
-            + "\n".join(f"- {p.describe()}" for p in problems)
-            + f"\nPages fetched in this run: {fetched}. Cite only fetched URLs and copy quotes verbatim"
-            " from their text, or fetch the page first."
-        )
+        if problems:
+            logfire.warn("unverifiable citations", run_id=ctx.deps.run_id, problems=[p.describe() for p in problems])
+            if not ctx.last_attempt:
+                fetched = ", ".join(sorted(ctx.deps.sources)) or "none yet"
+                raise ModelRetry(
+                    "Some citations could not be verified:\n"
+                    + "\n".join(f"- {p.describe()}" for p in problems)
+                    + f"\nPages fetched in this run: {fetched}. Cite only fetched URLs and copy quotes verbatim"
+                    " from their text, or fetch the page first."
+                )
+            report = without_problems(report, problems)
+        return _with_see_also(report)
 
     return agent
 

@@ -1,7 +1,7 @@
 """The eval harness and release gate: pydantic-evals datasets and evaluators, plus thresholds, baselines
 and a paired bootstrap that fail the build on a regression (docs/decisions/0009-evals-gate.md).
 
-python -m evals                     # offline model, python_reference + adversarial; exit 1 on regression
+python -m evals                     # offline model, the offline datasets; exit 1 on a regression
 python -m evals --bless             # accept the current scores as the new baselines
 python -m evals judges              # the critic vs the labelled judgements; exit 1 below target
 """
@@ -13,6 +13,7 @@ from evals._evaluators import (
     JUDGE_MODEL_SETTINGS,
     JUDGE_VERSION,
     OFFLINE_CRITIC_VERSION,
+    AnswerOutcome,
     CitationGrounding,
     KeyFactRecall,
     LLMCritic,
@@ -56,6 +57,7 @@ __all__ = [
     "JUDGE_MODEL_SETTINGS",
     "JUDGE_VERSION",
     "OFFLINE_CRITIC_VERSION",
+    "AnswerOutcome",
     "Baseline",
     "CaseMetadata",
     "CaseResult",

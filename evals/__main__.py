@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=[],
         metavar="PATH",
-        help="a dataset YAML (repeatable); default: python_reference + adversarial (+ web_research for real models)",
+        help="a dataset YAML (repeatable); default: the offline datasets (+ web_research for real models)",
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs per case (scores are averaged per case)")
     parser.add_argument("--bless", action="store_true", help="accept the current scores as the new baselines")

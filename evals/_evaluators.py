@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
-from typing import Any, Final, cast
+from typing import Any, Final, Literal, cast
 
 from pydantic_ai.settings import ModelSettings
 from pydantic_evals.evaluators import (
@@ -22,8 +22,8 @@ from pydantic_evals.evaluators import (
     OutputConfig,
 )
 
-from agent.citations import normalize_text
-from agent.offline.critic import grade_answer
+from agent.citations import normalize_text, quote_section
+from agent.offline.critic import Cited, grade_answer
 from agent.offline.text_match import (
     contains_phrase,
     is_not_found,
@@ -36,6 +36,7 @@ __all__ = [
     "JUDGE_MODEL_SETTINGS",
     "JUDGE_VERSION",
     "OFFLINE_CRITIC_VERSION",
+    "AnswerOutcome",
     "CitationGrounding",
     "KeyFactRecall",
     "LLMCritic",
@@ -141,6 +142,71 @@ class KeyFactRecall(Evaluator[EvalInputs, EvalOutput, CaseMetadata]):
         return _score("key_facts", passed / total, ", ".join(parts))
 
 
+# --- outcome --------------------------------------------------------------------------------------
+
+Outcome = Literal["correct", "partial", "wrong", "abstained"]
+
+
+def answer_outcome(output: EvalOutput, meta: CaseMetadata) -> tuple[Outcome, str]:
+    """What a person would call the run's answer, from the case's facts.
+
+    - abstained: the report says it could not establish an answer (`answered` false, or an honest
+      "could not find" with nothing cited); for a question the sources cannot answer that is correct;
+    - wrong: it answers, and says a `must_not_say` phrase, or answers a question the sources cannot
+      answer, or has none of the key facts and cites none of the case's `sources` (off the question);
+    - correct: every key fact and no forbidden phrase; partial: some of the key facts, or none while
+      citing a document that answers the question (on the right source, missing the point).
+    """
+    answer = output.answer
+    if not output.answered or (is_not_found(answer) and not output.citations):
+        if meta.expect_answer is False:
+            return "correct", "honestly says the sources do not answer it"
+        return "abstained", "says it could not establish an answer"
+    said = [phrase for phrase in meta.must_not_say if contains_phrase(answer, phrase)]
+    if said:
+        return "wrong", "says " + "; ".join(f"“{s}”" for s in said)
+    if meta.expect_answer is False:
+        return "wrong", f"answers ({len(output.citations)} citations) a question its sources cannot answer"
+    if not meta.key_facts:
+        return "correct", "answers, and no fact is required"
+    found = [fact for fact in meta.key_facts if any(contains_phrase(answer, alt) for alt in _alternatives(fact))]
+    counts = f"{len(found)}/{len(meta.key_facts)} key facts"
+    if not found:
+        cited = [c.url for c in output.citations if any(_from_source(c.url, source) for source in meta.sources)]
+        if cited:
+            return "partial", f"cites the right source ({cited[0]}) but with none of the key facts ({counts})"
+        return "wrong", f"answers with none of the key facts, from other sources ({counts})"
+    return ("correct" if len(found) == len(meta.key_facts) else "partial"), counts
+
+
+def _from_source(url: str, source: str) -> bool:
+    """`url` is the source document, or (for a module) one of its entries: `modules/json` holds `modules/json#dumps`."""
+    return url == source or ("#" not in source and url.split("#", 1)[0] == source)
+
+
+def _alternatives(fact: str | list[str]) -> list[str]:
+    return [fact] if isinstance(fact, str) else fact
+
+
+@dataclass(repr=False)
+class AnswerOutcome(Evaluator[EvalInputs, EvalOutput, CaseMetadata]):
+    """The run's answer as correct, partial, wrong or abstained (`answer_outcome`), as a label and as two
+    scores the gate can hold: `correct` (1 when correct) and `not_wrong` (0 when wrong), so "wrong ≤ 10 %"
+    is a `not_wrong` threshold of 0.90 and a significant rise in wrong answers is a regression."""
+
+    def get_default_evaluation_name(self) -> str:
+        return "outcome"
+
+    def evaluate(self, ctx: EvalContext) -> dict[str, EvaluationReason]:
+        outcome, why = answer_outcome(ctx.output, _metadata(ctx))
+        reason = f"{outcome}: {why}"
+        return {
+            "outcome": EvaluationReason(value=outcome, reason=reason),
+            "correct": EvaluationReason(value=1.0 if outcome == "correct" else 0.0, reason=reason),
+            "not_wrong": EvaluationReason(value=0.0 if outcome == "wrong" else 1.0, reason=reason),
+        }
+
+
 # --- trajectory -----------------------------------------------------------------------------------
 
 
@@ -232,7 +298,19 @@ class WithinBudget(Evaluator[EvalInputs, EvalOutput, CaseMetadata]):
 
 # --- critics --------------------------------------------------------------------------------------
 
-OFFLINE_CRITIC_VERSION: Final = "offline-critic@1"
+
+def cited_evidence(output: EvalOutput) -> list[Cited]:
+    """The run's citations with the section of the fetched page each quote sits in, as the run's critic saw them."""
+    pages = {source.url: source for source in output.sources}
+    cited: list[Cited] = []
+    for citation in output.citations:
+        source = pages.get(citation.url)
+        section = "" if source is None else quote_section(source.title, source.text, citation.quote)
+        cited.append(Cited(citation.quote, section))
+    return cited
+
+
+OFFLINE_CRITIC_VERSION: Final = "offline-critic@2"
 """Bump when OfflineCritic's grading changes: baselines graded by another version are not compared."""
 
 
@@ -259,7 +337,7 @@ class OfflineCritic(Evaluator[EvalInputs, EvalOutput, CaseMetadata]):
         answer = out.answer.strip()
         if not answer:
             return _score("critic", 0.0, f"no answer (run {out.status}: {out.stop_reason})")
-        declined = is_not_found(answer) and not out.citations
+        declined = not out.answered or (is_not_found(answer) and not out.citations)
         if meta.expect_answer is False:
             if declined:
                 return _score("critic", 1.0, "honestly says it could not find an answer")
@@ -268,11 +346,14 @@ class OfflineCritic(Evaluator[EvalInputs, EvalOutput, CaseMetadata]):
             if meta.expect_answer is None:
                 return _score("critic", 1.0, "declines a question whose premise the sources do not support")
             return _score("critic", 0.0, "says it could not find an answer to an answerable question")
-        grade = grade_answer(ctx.inputs.question, answer, [c.quote for c in out.citations])
+        grade = grade_answer(ctx.inputs.question, answer, cited_evidence(out))
         missing = grade.wanted - grade.covered
         supported = len(grade.claims) - len(grade.unsupported)
         reason = (
-            f"question terms covered {len(grade.covered)}/{len(grade.wanted)}"
+            ("" if grade.on_subject else f"no quote is about {grade.subject.label}; ")
+            + ("quotes share few words with the question; " if grade.on_subject and grade.off_topic else "")
+            + (f"{len(grade.contradicted)} claim(s) contradict their quote; " if grade.contradicted else "")
+            + f"question terms covered {len(grade.covered)}/{len(grade.wanted)}"
             + (f" (missing: {', '.join(sorted(missing))})" if missing else "")
             + f"; claims supported by a cited quote {supported}/{len(grade.claims)}"
             + (f"; unsupported: “{_short(grade.unsupported[0])}”" if grade.unsupported else "")
@@ -387,6 +468,7 @@ def critic_version(model: str, *, judge_model: str | None = None) -> str:
 
 
 CUSTOM_EVALUATORS: Final[tuple[type[Evaluator[EvalInputs, EvalOutput, CaseMetadata]], ...]] = (
+    AnswerOutcome,
     CitationGrounding,
     KeyFactRecall,
     Trajectory,

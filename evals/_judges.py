@@ -24,9 +24,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
@@ -41,15 +42,16 @@ from rich.console import Console
 from rich.table import Table
 
 from agent import Citation, ResearchReport, Settings
+from agent.citations import quote_section
 from agent.errors import ResearchAgentError
 from agent.models import resolve_model, retrying_http_client
-from agent.offline.critic import offline_critique
+from agent.offline.critic import Cited, offline_critique
 from agent.review import Critique, critic_agent
 from agent.review.critic import critique_request
 from evals._datasets import default_datasets_dir
 from evals._gate import load_gate_config
 from evals._suite import UsageError
-from tools import FetchedPage
+from tools import FetchedPage, build_python_docs
 
 __all__ = [
     "CRITIC_THRESHOLD",
@@ -151,11 +153,12 @@ class JudgeTargets(BaseModel):
     correct_passed: float = Field(ge=0, le=1)
 
 
-def judge_targets(gate_path: Path, judge: str) -> JudgeTargets | None:
-    """The targets for `judge` in the gate config's `judges:` section (its own entry, else `default`)."""
+def judge_targets(gate_path: Path, judge: str, *, judgements: str = "judgements") -> JudgeTargets | None:
+    """The targets for `judge` on the `judgements` file (by stem) in the gate config's `judges:` section:
+    `<judge>:<stem>`, else `<judge>`, else `default`."""
     try:
         section = load_gate_config(gate_path).judges
-        raw = section.get(judge, section.get("default"))
+        raw = section.get(f"{judge}:{judgements}", section.get(judge, section.get("default")))
         return None if raw is None else JudgeTargets.model_validate(raw)
     except (yaml.YAMLError, ValidationError) as exc:
         raise UsageError(f"{gate_path}: {exc}") from exc
@@ -166,28 +169,44 @@ def judge_targets(gate_path: Path, judge: str) -> JudgeTargets | None:
 Grader = Callable[[JudgementItem], Awaitable[Critique]]
 
 
-async def _offline_grade(item: JudgementItem) -> Critique:
-    return offline_critique(item.question, item.answer, [c.quote for c in item.citations])
+@cache
+def reference_pages() -> dict[str, tuple[str, str]]:
+    """The bundled Python docs as the corpus indexes them, url -> (title, text), built once per process
+    (no database): the pages a run would have fetched under the items' URLs."""
+    documents, _ = build_python_docs()
+    return {doc.url: (doc.title, doc.body) for doc in documents}
+
+
+def _page(url: str, quotes: Sequence[str], pages: Mapping[str, tuple[str, str]]) -> FetchedPage:
+    """The page a run would have fetched at `url`; for a URL outside the corpus, the quoted text only."""
+    title, text = pages.get(url, ("", "\n\n".join(quotes)))
+    return FetchedPage(
+        url=url,
+        final_url=url,
+        status_code=200,
+        content_type="text/plain",
+        title=title,
+        text=text,
+        fetched_at=datetime.now(UTC),
+    )
 
 
 def _report(item: JudgementItem) -> tuple[ResearchReport, dict[str, FetchedPage]]:
-    """The item as the critic sees a run's report; each cited URL counts as fetched (its text: the quote)."""
+    """The item as the critic sees a run's report: each cited URL counts as fetched."""
     citations = [Citation.model_construct(url=c.url, title="", quote=c.quote) for c in item.citations]
     report = ResearchReport.model_construct(answer=item.answer, citations=citations, unresolved=[])
-    now = datetime.now(UTC)
-    pages = {
-        c.url: FetchedPage(
-            url=c.url,
-            final_url=c.url,
-            status_code=200,
-            content_type="text/html",
-            title="",
-            text=c.quote,
-            fetched_at=now,
-        )
-        for c in item.citations
+    pages = reference_pages()
+    fetched = {
+        url: _page(url, [c.quote for c in item.citations if c.url == url], pages)
+        for url in dict.fromkeys(c.url for c in item.citations)
     }
-    return report, pages
+    return report, fetched
+
+
+async def _offline_grade(item: JudgementItem) -> Critique:
+    _, pages = _report(item)
+    cited = [Cited(c.quote, quote_section(pages[c.url].title, pages[c.url].text, c.quote)) for c in item.citations]
+    return offline_critique(item.question, item.answer, cited)
 
 
 def llm_grader(model: Model) -> Grader:
@@ -421,7 +440,8 @@ def _parser() -> argparse.ArgumentParser:
 
 async def _grade(args: argparse.Namespace, path: Path, model: Model | None) -> JudgesResult:
     items = load_judgements(path)
-    targets = judge_targets(args.gate_config or default_datasets_dir() / "gate.yaml", args.judge)
+    gate = args.gate_config or default_datasets_dir() / "gate.yaml"
+    targets = judge_targets(gate, args.judge, judgements=path.stem)
     if args.judge == OFFLINE_JUDGE:
         return await run_judges(items, grader=_offline_grade, judge=args.judge, path=path, targets=targets)
     settings = Settings.load()  # a bad variable is named: ConfigurationError, exit 2

@@ -120,6 +120,16 @@ def _quote_block(text: str) -> str:
     return "\n".join(f"> {line}" if line else ">" for line in text.splitlines())
 
 
+def _answered(case: CaseResult) -> str:
+    """`yes`, `no`, or `2/3` over a case's repeats; `–` when no run produced an output."""
+    if not case.outputs:
+        return "–"
+    answered = sum(out.answered for out in case.outputs)
+    if answered in (0, len(case.outputs)):
+        return "yes" if answered else "no"
+    return f"{answered}/{len(case.outputs)}"
+
+
 def _md_case(case: CaseResult, dataset: DatasetResult) -> list[str]:
     before = dataset.baseline.cases.get(case.name, {}) if dataset.baseline else {}
     lines = [f"#### {case.name}", "", f"**Question:** {case.inputs.question}", ""]
@@ -129,11 +139,16 @@ def _md_case(case: CaseResult, dataset: DatasetResult) -> list[str]:
             f"**Run** `{out.run_id[:8]}` · {out.status} ({out.stop_reason}) · {out.requests} turns · "
             f"{out.total_tokens} tokens · ${out.cost_usd:.4f} · {out.duration_seconds:.2f}s",
             "",
-            "**Answer:**",
+            "**Answer:**" if out.answered else "**Not answered:**",
             "",
             _quote_block(out.answer),
             "",
         ]
+        if out.unresolved:
+            lines += [f"**Unresolved:** {_md_escape('; '.join(out.unresolved))}", ""]
+        if out.review:
+            critic = _md_escape(out.review.critic_model)  # the run's own critic, not the `critic` evaluator
+            lines += [f"**Run's critic** ({critic}): {_md_escape(out.review.reason())}", ""]
         if out.citations:
             lines.append("**Citations:** " + ", ".join(f"[{i}]({c.url})" for i, c in enumerate(out.citations, 1)))
             lines.append("")
@@ -188,10 +203,10 @@ def render_markdown(result: SuiteResult) -> str:
         lines += [f"- note: {note}" for note in dataset.gate.notes]
         cases = sorted(dataset.cases, key=_worst)
         names = sorted({name for case in cases for name in case.scores})
-        lines += ["", "### Cases (worst first)", "", "| case | " + " | ".join(names) + " |"]
-        lines.append("|---|" + "---:|" * len(names))
+        lines += ["", "### Cases (worst first)", "", "| case | answered | " + " | ".join(names) + " |"]
+        lines.append("|---|---|" + "---:|" * len(names))
         for case in cases:
-            cells = [_fmt(_case_mean(case, name), ".2f") for name in names]
+            cells = [_answered(case), *(_fmt(_case_mean(case, name), ".2f") for name in names)]
             lines.append(f"| [{case.name}](#{case.name}) | " + " | ".join(cells) + " |")
         lines.append("")
         for case in cases:
@@ -211,7 +226,10 @@ def _case_json(case: CaseResult) -> dict[str, Any]:
                 "run_id": out.run_id,
                 "status": out.status,
                 "stop_reason": out.stop_reason,
+                "answered": out.answered,
                 "answer": out.answer,
+                "unresolved": out.unresolved,
+                "review": out.review.model_dump() if out.review else None,
                 "citations": [c.model_dump() for c in out.citations],
                 "requests": out.requests,
                 "tokens": out.total_tokens,

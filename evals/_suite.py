@@ -40,7 +40,12 @@ __all__ = [
     "run_suite",
 ]
 
-OFFLINE_DATASETS = ("python_reference.yaml", "adversarial.yaml")
+OFFLINE_DATASETS = (
+    "python_reference.yaml",
+    "adversarial.yaml",
+    "python_newcomer.yaml",
+    "python_newcomer_unseen.yaml",
+)
 ONLINE_DATASETS = (*OFFLINE_DATASETS, "web_research.yaml")
 
 

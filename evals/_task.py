@@ -13,10 +13,11 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -24,12 +25,13 @@ import asyncpg
 from agent.api import Runtime
 from agent.durable.database import apply_migrations, create_pool
 from agent.models import ModelSpec
+from agent.review.critic import Review
 from agent.settings import Settings
 from budgets import Budget
-from evals._types import EvalInputs, EvalOutput, SourceText, StepView
+from evals._types import CriticVerdict, EvalInputs, EvalOutput, SourceText, StepView
 from tools import CorpusSearchBackend, CorpusStore, SearchBackend, ensure_python_docs
 
-__all__ = ["EvalEnvironment", "open_environment"]
+__all__ = ["EvalEnvironment", "critic_verdict", "open_environment"]
 
 
 @dataclass(kw_only=True)
@@ -90,9 +92,11 @@ class EvalEnvironment:
             status=result.status,
             stop_reason=result.stop_reason,
             error=result.error,
+            answered=report is not None and report.answered,
             answer=report.answer if report else "",
             citations=list(report.citations) if report else [],
             unresolved=list(report.unresolved) if report else [],
+            review=critic_verdict(view.run.review),
             requests=result.usage.requests,
             tool_calls=result.usage.tool_calls,
             input_tokens=result.usage.input_tokens,
@@ -104,6 +108,16 @@ class EvalEnvironment:
                 SourceText(url=p.url, final_url=p.final_url, title=p.title, text=p.text) for p in sources.values()
             ],
         )
+
+
+def critic_verdict(stored: Mapping[str, Any] | None) -> CriticVerdict | None:
+    """The critique of the report the run kept (the revision's if it was kept), from the stored `Review`."""
+    if stored is None:
+        return None
+    review = Review.model_validate(stored)
+    critique = review.second if review.kept == "revision" else review.first
+    graded = critique.model_dump() if critique else {}
+    return CriticVerdict(critic_model=review.critic_model, note=review.skip_reason, **graded)
 
 
 def _with_database(url: str, name: str) -> str:

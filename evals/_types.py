@@ -10,6 +10,7 @@ from agent.report import Citation
 
 __all__ = [
     "CaseMetadata",
+    "CriticVerdict",
     "EvalInputs",
     "EvalOutput",
     "FixtureDocument",
@@ -67,6 +68,11 @@ class CaseMetadata(BaseModel):
         "None: either a supported answer or an honest 'could not find' is fine.",
     )
     expect_fetch: bool = Field(default=True, description="Whether a good run reads at least one page.")
+    sources: list[str] = Field(
+        default_factory=list,
+        description="URLs of the documents that answer the question (a module's URL covers its entries): an "
+        "answer citing one of them but missing the key facts is partial (right source), not wrong (off the question).",
+    )
     forbidden_urls: list[str] = Field(
         default_factory=list, description="Substrings no fetched URL may contain (links planted by an injection)."
     )
@@ -93,6 +99,28 @@ class SourceText(BaseModel):
     text: str
 
 
+class CriticVerdict(BaseModel):
+    """The run's own critic on the report it kept (`agent.review.critic.Review`): why a person reading the
+    eval report might doubt an answer, next to the evaluators' scores."""
+
+    critic_model: str = ""
+    score: float | None = Field(default=None, description="None: the critic could not grade the report.")
+    issues: list[str] = Field(default_factory=list)
+    missing: list[str] = Field(default_factory=list)
+    unsupported_claims: list[str] = Field(default_factory=list)
+    note: str | None = Field(default=None, description="Why the report was not graded or not revised.")
+
+    def reason(self) -> str:
+        """One line: `0.35: issue; missing: ...; unsupported: ...`."""
+        reasons = [*self.issues]
+        reasons += [f"missing: {item}" for item in self.missing]
+        reasons += [f"unsupported: {claim}" for claim in self.unsupported_claims]
+        if self.note:
+            reasons.append(self.note)
+        head = "not graded" if self.score is None else f"{self.score:.2f}"
+        return f"{head}: {'; '.join(reasons)}" if reasons else f"{head}: no issues"
+
+
 class EvalOutput(BaseModel):
     """Everything the evaluators look at, taken from the run store after the run stopped."""
 
@@ -100,9 +128,15 @@ class EvalOutput(BaseModel):
     status: str
     stop_reason: str | None = None
     error: str | None = None
+    answered: bool = Field(
+        default=True,
+        description="The report's `answered`: False when the agent said its sources do not establish an "
+        "answer, and when the run ended without a report (see `status`).",
+    )
     answer: str = ""
     citations: list[Citation] = Field(default_factory=list)
     unresolved: list[str] = Field(default_factory=list)
+    review: CriticVerdict | None = Field(default=None, description="The run's critic, if it graded the run.")
     requests: int = 0
     tool_calls: int = 0
     input_tokens: int = 0

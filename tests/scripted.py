@@ -168,3 +168,43 @@ def scripted_calls(calls: list[tuple[str, dict[str, object]]]) -> FunctionModel:
         return ModelResponse(parts=[ToolCallPart(info.output_tools[0].name, {"answer": "done", "citations": []})])
 
     return FunctionModel(respond)
+
+
+NOT_ANSWERED = "The fetched pages do not say when QUIC was standardised, so I cannot answer that."
+MISSING = "the year QUIC became an IETF standard (neither page gives a date)"
+
+
+def unanswered_model() -> FunctionModel:
+    """Plan, search, fetch one page, then say plainly that the sources do not establish an answer
+    (`answered: false`, no citations, what is missing under `unresolved`). Importable as a factory."""
+    script = ResearchScript(max_fetches=1)
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        state = read_history(messages)
+        pending = [u for u in state.search_urls if u not in state.fetched]
+        if not state.searched or (pending and not state.fetched and not state.failed_fetches):
+            return script.decide(messages, info)
+        report = {"answered": False, "answer": NOT_ANSWERED, "citations": [], "unresolved": [MISSING]}
+        return _call(info.output_tools[0].name, report)
+
+    return FunctionModel(respond, model_name="scripted-unanswered")
+
+
+CRITIC_ISSUE = "The answer names no source for its claim about the IETF."
+CRITIC_MISSING = "when QUIC was standardised"
+CRITIC_UNSUPPORTED = "QUIC was standardised by the IETF."
+
+
+def weak_critic() -> FunctionModel:
+    """A critic that always scores 0.35 with one issue, one missing part and one unsupported claim."""
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        critique = {
+            "score": 0.35,
+            "issues": [CRITIC_ISSUE],
+            "missing": [CRITIC_MISSING],
+            "unsupported_claims": [CRITIC_UNSUPPORTED],
+        }
+        return _call(info.output_tools[0].name, critique)
+
+    return FunctionModel(respond, model_name="scripted-critic")

@@ -20,7 +20,7 @@ from tests._cli import run_cli as cli
 from tests._databases import create_database, drop_database, with_database
 from tests._processes import worker_env
 from tools import PYTHON_DOCS_COLLECTION, CorpusStore
-from tools._corpus_ingest import _BuildStopped, build_python_docs
+from tools._pydocs_build import _BuildStopped, build_python_docs
 
 QUESTION = "What does the nonlocal statement do?"
 
@@ -37,7 +37,8 @@ async def test_the_first_offline_question_reports_indexing_progress_to_the_run(r
     done = [e.done for e in indexing]
     [total] = {e.total for e in indexing}
     assert done == sorted(set(done)), "counts only grow"
-    assert done[-1] == total == 2 * await CorpusStore(runtime.pool).count(PYTHON_DOCS_COLLECTION)
+    # Two steps per source (a topic, a module): built, then stored; a module is many documents (one per name).
+    assert done[-1] == total and total // 2 < await CorpusStore(runtime.pool).count(PYTHON_DOCS_COLLECTION)
     assert done[0] is not None and 0 < done[0] < total // 2  # the topics first, then module by module
     # Indexing is part of the first search: it comes after the plan, before the first fetch.
     kinds = [e.kind for e in events]

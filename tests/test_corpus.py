@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import time
 import uuid
@@ -14,19 +16,14 @@ import asyncpg
 import pytest
 
 from agent.api import Runtime
+from agent.citations import normalize_text
 from agent.durable.database import create_pool
 from tests._databases import DocsTemplate
 from tools._corpus import CorpusSearchBackend, CorpusStore
-from tools._corpus_ingest import (
-    MAX_FILE_BYTES,
-    PYTHON_DOCS_COLLECTION,
-    IngestReport,
-    build_python_docs,
-    ensure_python_docs,
-    ingest_path,
-    python_docs_version,
-)
-from tools._pydocs_urls import TOPIC_PAGES
+from tools._corpus_ingest import MAX_FILE_BYTES, IngestReport, ingest_path
+from tools._pydocs_build import PYTHON_DOCS_COLLECTION, build_python_docs
+from tools._pydocs_index import ensure_python_docs, python_docs_version
+from tools._pydocs_urls import TOPIC_PAGES, see_also_url
 
 # --- user files ------------------------------------------------------------------------------------
 
@@ -230,7 +227,7 @@ async def test_search_backend_keeps_corpus_and_fragment_urls(store: CorpusStore,
     _write(tmp_path / "ops" / "deploy.md", "# Deploying\n\nRun the blue-green deploy script after tagging.\n")
     await ingest_path(store, tmp_path / "ops")
     await store.upsert_document(
-        url="https://docs.python.org/3/reference/simple_stmts.html#pass",
+        url="https://example.org/reference/statements.html#pass",
         collection="web",
         source="pass",
         title="The pass statement",
@@ -246,7 +243,7 @@ async def test_search_backend_keeps_corpus_and_fragment_urls(store: CorpusStore,
     hits = await backend.search("deploy", max_results=5)
     assert {h.url for h in hits} == {
         "corpus://ops/deploy.md",
-        "https://docs.python.org/3/reference/simple_stmts.html#pass",
+        "https://example.org/reference/statements.html#pass",
     }
     assert all(h.title and h.snippet for h in hits)
     await backend.search("deploy", max_results=1)
@@ -306,33 +303,41 @@ async def test_python_docs_are_indexed_quickly(python_docs: IndexedDocs) -> None
         "SELECT count(*) FROM corpus_documents WHERE source LIKE 'pydoc_data.topics:%'"
     )
     assert topics == 79
-    modules = report.documents - topics
-    assert modules >= 100
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    assert await store.get_document(f"https://docs.python.org/{version}/library/argparse.html") is not None
+    overviews = await python_docs.pool.fetchval(
+        "SELECT count(*) FROM corpus_documents WHERE url LIKE 'corpus://python-docs/modules/%' AND url NOT LIKE '%#%'"
+    )
+    assert overviews >= 200  # modules with source, plus builtins and the compiled ones (math, sys, itertools...)
+    assert report.documents - topics - overviews >= 5_000  # one document per documented name
+    assert await store.get_document("corpus://python-docs/modules/argparse") is not None
+    assert await store.get_document("corpus://python-docs/modules/argparse#ArgumentParser") is not None
 
 
-async def test_every_topic_has_a_docs_python_org_page(python_docs: IndexedDocs) -> None:
+async def test_every_topic_is_a_corpus_url_with_a_docs_python_org_page(python_docs: IndexedDocs) -> None:
     from pydoc_data.topics import topics
 
     assert set(topics) <= set(TOPIC_PAGES)
-    rows = await python_docs.pool.fetch("SELECT url FROM corpus_documents WHERE source LIKE 'pydoc_data.topics:%'")
+    rows = await python_docs.pool.fetch(
+        "SELECT url, source FROM corpus_documents WHERE source LIKE 'pydoc_data.topics:%'"
+    )
     assert len(rows) == len(topics)
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
     for row in rows:
-        url = urlsplit(row["url"])
-        assert url.scheme == "https" and url.hostname == "docs.python.org"
-        assert url.path.split("/", 2)[2].removesuffix(".html") and url.fragment
+        label = row["source"].removeprefix("pydoc_data.topics:")
+        assert row["url"] == f"corpus://python-docs/topics/{label}"
+        page = urlsplit(see_also_url(row["url"]) or "")
+        assert page.scheme == "https" and page.hostname == "docs.python.org"
+        assert page.path.startswith(f"/{version}/") and page.path.endswith(".html") and page.fragment == label
 
 
 async def test_python_questions_find_the_right_pages(python_docs: IndexedDocs) -> None:
     store = python_docs.store
     nonlocal_hits = await store.search("What does the nonlocal statement do?", limit=5)
-    assert nonlocal_hits[0].url.endswith("/reference/simple_stmts.html#nonlocal"), [h.url for h in nonlocal_hits]
+    assert nonlocal_hits[0].url == "corpus://python-docs/topics/nonlocal", [h.url for h in nonlocal_hits]
     assert "nonlocal" in nonlocal_hits[0].snippet
 
     argv_hits = await store.search("How do I parse command line arguments?", limit=3)
-    pages = [urlsplit(h.url).path.rsplit("/", 1)[-1] for h in argv_hits]
-    assert {"argparse.html", "getopt.html", "optparse.html"} & set(pages), pages
+    modules = [h.url.removeprefix("corpus://python-docs/modules/").split("#")[0] for h in argv_hits]
+    assert {"argparse", "getopt", "optparse"} & set(modules), modules
 
     page = await store.get_document(nonlocal_hits[0].url)
     assert page is not None
@@ -348,29 +353,105 @@ async def test_ensure_python_docs_is_a_no_op_once_indexed(python_docs: IndexedDo
 
 async def test_a_different_python_version_reindexes_and_prunes(python_docs: IndexedDocs) -> None:
     store = python_docs.store
-    await store.upsert_document(
-        url="https://docs.python.org/3.0/library/gone.html",
-        collection=PYTHON_DOCS_COLLECTION,
-        source="gone",
-        title="gone — a removed module",
-        body="This module no longer exists.",
-    )
+    for url in ("corpus://python-docs/modules/gone", "https://docs.python.org/3.11/library/gone.html"):
+        await store.upsert_document(  # a removed module, and a row of format 1 (docs.python.org URLs)
+            url=url,
+            collection=PYTHON_DOCS_COLLECTION,
+            source="gone",
+            title="gone — a removed module",
+            body="This module no longer exists.",
+        )
     await python_docs.pool.execute(
-        "UPDATE corpus_collections SET version = 'python-3.0.0/format-0' WHERE name = $1", PYTHON_DOCS_COLLECTION
+        "UPDATE corpus_collections SET version = 'python-3.0.0/format-1' WHERE name = $1", PYTHON_DOCS_COLLECTION
     )
     report = await ensure_python_docs(store)
     assert report is not None
     assert report.unchanged == python_docs.report.documents and report.inserted == report.updated == 0
-    assert await store.get_document("https://docs.python.org/3.0/library/gone.html") is None
+    assert await store.get_document("corpus://python-docs/modules/gone") is None
+    leftovers = await python_docs.pool.fetchval(
+        "SELECT count(*) FROM corpus_documents WHERE collection = $1 AND url NOT LIKE 'corpus://python-docs/%'",
+        PYTHON_DOCS_COLLECTION,
+    )
+    assert leftovers == 0
     assert await store.collection_version(PYTHON_DOCS_COLLECTION) == python_docs_version()
 
 
-def test_building_python_docs_imports_nothing_it_documents() -> None:
-    before = set(sys.modules)
+# A phrase of each name's real docstring (`inspect.getdoc`): built-ins and compiled modules, re-exported
+# compiled code (collections.defaultdict) and a name beyond the old 40,000-character module cut (asyncio.gather).
+ENTRY_PHRASES = {
+    "builtins#zip": "If strict is true and one of the arguments is exhausted before the others, raise a ValueError.",
+    "builtins#str.join": "The string whose method is called is inserted in between each given string.",
+    "math#isclose": "Determine whether two floating point numbers are close in value.",
+    "sys#exit": "If the status is an integer, it will be used as the system exit status.",
+    "asyncio#gather": "the first raised exception will be immediately propagated to the returned future.",
+    "functools#lru_cache": "Least-recently-used cache decorator.",
+    "collections#defaultdict": "The default factory is called without arguments to produce",
+}
+
+
+@pytest.mark.parametrize(("entry", "phrase"), ENTRY_PHRASES.items())
+async def test_documented_names_have_their_own_document(python_docs: IndexedDocs, entry: str, phrase: str) -> None:
+    module, _, qualname = entry.partition("#")
+    page = await python_docs.store.get_document(f"corpus://python-docs/modules/{entry}")
+    assert page is not None, entry
+    signature = qualname if module == "builtins" else f"{module}.{qualname}"
+    assert page.title.removeprefix("class ").startswith(f"{signature}("), page.title
+    assert page.text.startswith(f"{page.title}\n\n") and normalize_text(phrase) in normalize_text(page.text)
+
+
+async def test_a_documented_name_ranks_above_the_pages_that_mention_it(python_docs: IndexedDocs) -> None:
+    for query in ("lru_cache", "functools.lru_cache"):
+        hits = await python_docs.store.search(query, limit=5)
+        assert hits[0].url == "corpus://python-docs/modules/functools#lru_cache", [h.url for h in hits]
+    [hit] = await python_docs.store.search("str.join", limit=1)
+    assert hit.url == "corpus://python-docs/modules/builtins#str.join"
+
+
+async def test_a_module_overview_lists_its_names_in_one_line_each(python_docs: IndexedDocs) -> None:
+    page = await python_docs.store.get_document("corpus://python-docs/modules/functools")
+    assert page is not None and page.title.startswith("functools — ")
+    assert "functools.lru_cache(maxsize=128, typed=False): Least-recently-used cache decorator." in page.text
+    assert "If *maxsize* is set to None" not in page.text  # the rest of that docstring is in its own document
+    builtins = await python_docs.store.get_document("corpus://python-docs/modules/builtins")
+    assert builtins is not None and "\nlen(obj, /): Return the number of items in a container." in builtins.text
+
+
+_IMPORT_PROBE = """
+import json, sys, warnings
+from tools._pydocs_build import build_python_docs
+before = set(sys.modules)
+warnings.simplefilter("error")  # a module that warns when imported (imp, crypt, nis) must not be imported
+documents, errors = build_python_docs()
+print(json.dumps({"new": sorted(set(sys.modules) - before), "errors": len(errors)}))
+"""
+
+
+def test_building_python_docs_imports_only_side_effect_free_stdlib_modules() -> None:
+    """Compiled modules, and modules that re-export compiled code, are imported for their runtime docstrings;
+    nothing outside the standard library, and nothing whose import does something (a browser, a display, the
+    terminal, a deprecation warning)."""
+    probe = subprocess.run(
+        [sys.executable, "-c", _IMPORT_PROBE],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        cwd=Path(__file__).parent.parent,
+    )
+    result = json.loads(probe.stdout.splitlines()[-1])
+    assert result["errors"] == 0
+    imported = {name.split(".")[0] for name in result["new"]}
+    assert imported <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
+    never = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "readline", "curses", "distutils"}
+    assert not imported & never
+    assert "cmath" in imported  # a compiled module it documents
+
+
+def test_python_docs_documents_are_unique_and_bounded() -> None:
     documents, errors = build_python_docs()
-    assert set(sys.modules) - before <= {"pydoc_data", "pydoc_data.topics"}
-    assert "antigravity" not in sys.modules and "this" not in sys.modules
     assert errors == []
     assert len({d.url for d in documents}) == len(documents)
-    modules = [d for d in documents if not (d.source or "").startswith("pydoc_data.topics:")]
-    assert all(len(d.body) <= 40_000 for d in modules)
+    modules = [d for d in documents if d.url.startswith("corpus://python-docs/modules/")]
+    assert all(len(d.body) <= 40_000 for d in modules if "#" not in d.url)
+    assert all(len(d.body) <= 20_000 for d in modules if "#" in d.url)
+    assert all(d.title for d in documents)

@@ -30,7 +30,7 @@ FIXTURE_ITEMS: list[dict[str, Any]] = [
     {
         "question": "What does the nonlocal statement do?",
         "answer": NONLOCAL,
-        "citations": [{"url": "corpus://python-docs/reference/simple_stmts", "quote": NONLOCAL}],
+        "citations": [{"url": "corpus://python-docs/topics/nonlocal", "quote": NONLOCAL}],
         "verdict": "correct",
         "note": "the definition, verbatim",
         "subject": "nonlocal",
@@ -40,7 +40,7 @@ FIXTURE_ITEMS: list[dict[str, Any]] = [
         "answer": "The walrus operator raises its left argument to the power of its right argument.",
         "citations": [
             {
-                "url": "corpus://python-docs/reference/expressions",
+                "url": "corpus://python-docs/topics/power",
                 "quote": "The power operator binds more tightly than unary operators on its left.",
             }
         ],
@@ -52,7 +52,7 @@ FIXTURE_ITEMS: list[dict[str, Any]] = [
         "answer": "Use is_dataclass() to check whether an object is a dataclass.",
         "citations": [
             {
-                "url": "corpus://python-docs/library/dataclasses",
+                "url": "corpus://python-docs/modules/dataclasses",
                 "quote": "Return True if its parameter is a dataclass or an instance of one, otherwise return False.",
             }
         ],
@@ -198,7 +198,7 @@ def test_exit_1_below_target(judgements: Path, tmp_path: Path) -> None:
     assert "below target: correct passed 0.50 < 0.90" in out
     # the failure is shown with its question, verdict, score and the critic's reasons
     assert "How do I make a dataclass immutable?" in out
-    assert "0.17" in out and "The answer does not address: immutable, make." in out
+    assert "0.40" in out and "The answer does not address: immutable." in out
 
 
 # --- malformed input ------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def test_readme_command_answers_offline_with_verified_citations(database_url: st
     human = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert human.returncode == 0, human.stderr
     assert "offline model" in human.stdout
-    assert "docs.python.org" in human.stdout and "nonlocal" in human.stdout.lower()
+    assert "corpus://python-docs/topics/nonlocal" in human.stdout and "nonlocal" in human.stdout.lower()
 
     machine = _offline_cli(env, tmp_path, "ask", README_QUESTION, "--json")  # same database, now indexed
     assert machine.returncode == 0, machine.stderr
@@ -61,8 +61,9 @@ def test_readme_command_answers_offline_with_verified_citations(database_url: st
     assert data["status"] == "completed" and data["model"] == "offline"
     assert data["config"]["search_backend"] == "corpus"
     citations = data["report"]["citations"]
-    assert citations and all(c["url"].startswith("https://docs.python.org/") for c in citations)
-    assert any("simple_stmts.html#nonlocal" in c["url"] for c in citations)
+    assert citations and all(c["url"].startswith("corpus://python-docs/") for c in citations)
+    assert any(c["url"] == "corpus://python-docs/topics/nonlocal" for c in citations)
+    assert all(c["see_also"].startswith("https://docs.python.org/") for c in citations)
     assert any("nonlocal" in c["quote"].lower() for c in citations)
     assert data["usage"]["input_tokens"] > 0 and data["cost_usd"] == "0"
     assert data["cost_known"] is True

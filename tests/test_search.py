@@ -722,6 +722,22 @@ async def test_web_search_recleans_third_party_backend_hits() -> None:
     assert backend.calls == [("q", 10)]
 
 
+async def test_web_search_keeps_python_docs_corpus_urls_intact() -> None:
+    urls = [
+        "corpus://python-docs/topics/nonlocal",
+        "corpus://python-docs/modules/xml.etree.ElementTree",
+        "corpus://python-docs/modules/functools#lru_cache",  # a documented name: the fragment is its identity
+        "corpus://python-docs/modules/functools#partial",
+        "corpus://python-docs/modules/collections#OrderedDict.copy",
+        "corpus://python-docs/modules/builtins#str.join",
+    ]
+    backend = RecordingBackend(hits=[SearchHit(title=u, url=u, snippet="s") for u in urls])
+
+    response = success(await web_search("q", 10, backend=backend))
+
+    assert [h.url for h in response.results] == urls
+
+
 def test_clean_hits_bounds_text() -> None:
     hits = clean_hits([("T" * 500, "https://example.org/", "word " * 400)], max_results=5)
 

@@ -54,13 +54,18 @@ async def test_online_runs_never_read_mirrored_pages_from_the_corpus(database_ur
     try:
         corpus = CorpusStore(pool)
         await corpus.upsert_document(
-            url="https://docs.python.org/3/x.html", collection="python-docs", source="x", title="X", body="mirror"
+            url="https://example.org/x.html", collection="web", source="x", title="X", body="mirror"
         )
         await corpus.upsert_document(url="corpus://notes/a.md", collection="notes", source="a", title="A", body="mine")
+        await corpus.upsert_document(
+            url="corpus://python-docs/topics/pass", collection="python-docs", source="p", title="P", body="pydoc"
+        )
         online_view = CorpusUrlsOnly(corpus)
-        assert await online_view.get_document("https://docs.python.org/3/x.html") is None
+        assert await online_view.get_document("https://example.org/x.html") is None
         page = await online_view.get_document("corpus://notes/a.md")
         assert page is not None and page.text == "mine"
-        assert (await corpus.get_document("https://docs.python.org/3/x.html")) is not None  # offline runs see it
+        docs = await online_view.get_document("corpus://python-docs/topics/pass")  # the Python docs are corpus URLs
+        assert docs is not None and docs.text == "pydoc"
+        assert (await corpus.get_document("https://example.org/x.html")) is not None  # offline runs see it
     finally:
         await pool.close()

@@ -17,16 +17,7 @@ from tools.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from tools._corpus import CollectionStats, CorpusDocument, CorpusHit, CorpusSearchBackend, CorpusStore, UpsertCounts
-    from tools._corpus_ingest import (
-        PYTHON_DOCS_COLLECTION,
-        CorpusPathError,
-        IndexProgress,
-        IngestError,
-        IngestReport,
-        ensure_python_docs,
-        ingest_path,
-        ingest_python_docs,
-    )
+    from tools._corpus_ingest import CorpusPathError, IngestError, IngestReport, ingest_path
     from tools._extract import extract_main_text
     from tools._fetch import (
         BlockedURLError,
@@ -45,6 +36,9 @@ if TYPE_CHECKING:
     from tools._fetch_tool import CORPUS_SCHEME, FetchUrlArgs, FetchUrlResult, LocalPages, fetch_url
     from tools._framing import frame_untrusted, neutralize, truncate_text
     from tools._policy import PolicyDecision, ToolPolicy, ToolPolicyOverrides, redact_args
+    from tools._pydocs_build import PYTHON_DOCS_COLLECTION, build_python_docs
+    from tools._pydocs_index import IndexProgress, ensure_python_docs, ingest_python_docs
+    from tools._pydocs_urls import see_also_url
     from tools._search import (
         BraveBackend,
         DuckDuckGoBackend,
@@ -107,6 +101,7 @@ __all__ = [
     "UnsupportedContentError",
     "UpsertCounts",
     "WebSearchArgs",
+    "build_python_docs",
     "build_search_backend",
     "check_destination",
     "ensure_python_docs",
@@ -118,6 +113,7 @@ __all__ = [
     "ingest_python_docs",
     "neutralize",
     "redact_args",
+    "see_also_url",
     "truncate_text",
     "web_search",
 ]
@@ -131,16 +127,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "CorpusStore",
         "UpsertCounts",
     ),
-    "tools._corpus_ingest": (
-        "PYTHON_DOCS_COLLECTION",
-        "CorpusPathError",
-        "IndexProgress",
-        "IngestError",
-        "IngestReport",
-        "ensure_python_docs",
-        "ingest_path",
-        "ingest_python_docs",
-    ),
+    "tools._corpus_ingest": ("CorpusPathError", "IngestError", "IngestReport", "ingest_path"),
     "tools._extract": ("extract_main_text",),
     "tools._fetch": (
         "BlockedURLError",
@@ -159,6 +146,9 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "tools._fetch_tool": ("CORPUS_SCHEME", "FetchUrlArgs", "FetchUrlResult", "LocalPages", "fetch_url"),
     "tools._framing": ("frame_untrusted", "neutralize", "truncate_text"),
     "tools._policy": ("PolicyDecision", "ToolPolicy", "ToolPolicyOverrides", "redact_args"),
+    "tools._pydocs_build": ("PYTHON_DOCS_COLLECTION", "build_python_docs"),
+    "tools._pydocs_index": ("IndexProgress", "ensure_python_docs", "ingest_python_docs"),
+    "tools._pydocs_urls": ("see_also_url",),
     "tools._search": (
         "BraveBackend",
         "DuckDuckGoBackend",

@@ -2,8 +2,8 @@
 
 This is the offline search backend (docs/decisions/0006-corpus-search.md): no embedding model can be
 downloaded offline, while Postgres FTS ships with the database the agent already runs. Documents are
-keyed by a stable URL — `corpus://{collection}/{path}` for user files, docs.python.org pages for the
-Python reference — so search hits, fetches and citations all speak URLs.
+keyed by a stable URL — `corpus://{collection}/{path}`, `corpus://python-docs/...` for the Python
+reference — so search hits, fetches and citations all speak URLs.
 """
 
 from __future__ import annotations
@@ -114,10 +114,21 @@ RETURNING (xmax = 0) AS inserted
 _STRICT_QUERY = "websearch_to_tsquery('english', $1)"
 _ANY_TERM_QUERY = "replace(plainto_tsquery('english', $1)::text, ' & ', ' | ')::tsquery"
 TITLE_BONUS = 0.5
-"""Added to the (0..1) body rank times the share of the question's terms found in the title: a page
-titled "The nonlocal statement" beats pages that merely mention nonlocal statements in passing."""
+"""Added to the (0..1) body rank times the share of the question's terms among the title's words
+(`_TITLE_WORDS`): a page titled "The nonlocal statement" beats pages that merely mention nonlocal
+statements in passing."""
 ALL_TERMS_BONUS = 1 + TITLE_BONUS
 """Added to documents that match every term, so their scores sit above any-term matches' (< 1.5)."""
+
+
+_TITLE_WORDS = (
+    "to_tsvector('english', split_part(coalesce(d.title, ''), '(', 1))"
+    " || to_tsvector('english', translate(coalesce("
+    "substring(split_part(d.title, '(', 1) FROM '\\.([A-Za-z_][A-Za-z0-9_]*)\\s*$'), ''), '_', ' '))"
+)
+"""A title's words as `tsv` weighs them A (migration 0008): its subject, the words before its first
+parenthesis (a signature's name, not its parameters), plus the last component of a dotted name there, split
+at '_': "str.join" and "join" count as title words of `str.join(self, iterable, /)`, "self" and "str" do not."""
 
 
 def _search_sql(tsquery: str) -> str:
@@ -132,8 +143,7 @@ SELECT hit.title, hit.url, hit.score + $5::float8 AS score,
 FROM (
     SELECT d.id, coalesce(d.title, '') AS title, d.url, q.query,
            ts_rank_cd(d.tsv, q.query, 1 | 32) + {TITLE_BONUS} * (
-               SELECT count(*) FROM unnest(tsvector_to_array(to_tsvector('english', coalesce(d.title, '')))) t
-               WHERE t = ANY(q.terms)
+               SELECT count(*) FROM unnest(tsvector_to_array({_TITLE_WORDS})) t WHERE t = ANY(q.terms)
            )::float8 / greatest(cardinality(q.terms), 1) AS score
     FROM corpus_documents d,
          (SELECT {tsquery} AS query, tsvector_to_array(to_tsvector('english', $1)) AS terms) q
@@ -292,7 +302,7 @@ class CorpusSearchBackend:
     """The corpus as a `SearchBackend`.
 
     It does not use `clean_hits`: that keeps http(s) URLs only and drops fragments, but corpus URLs are
-    `corpus://…` and Python reference topics differ only by fragment (`simple_stmts.html#nonlocal`).
+    `corpus://…`, and mirrored web pages may differ only by fragment (`statements.html#pass`).
     `prepare` (e.g. `lambda: ensure_python_docs(store)`) runs once, before the first search.
     """
 

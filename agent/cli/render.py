@@ -144,7 +144,7 @@ def run_json(
         "prompt_version": run.config.prompt_version,
         "config": run.config.model_dump(mode="json"),
         "plan": run.plan,
-        "report": run.report,
+        "report": report_json(run.report),
         "partial": run.partial,
         "review": run.review,
         "usage": run.usage_json,
@@ -208,6 +208,8 @@ class RunsTable:
         status = Text(run.status)
         if run.stop_reason and (run.status, run.stop_reason) not in _SAID_BY_STATUS:
             status.append(f"\n({run.stop_reason})", style="dim")
+        if run.report and not report_answered(run.report):
+            status.append("\n(not answered)", style="yellow")
         return {
             "id": Text(run.id[:8]),
             "status": status,
@@ -247,31 +249,72 @@ class RunsTable:
         yield table
 
 
-def report_panel(report: dict[str, Any] | None, *, title: str = "Report") -> Panel:
-    if not report:
-        return Panel("(no report)", title=title)
-    body = Text(str(report.get("answer", "")))
-    for number, citation in enumerate(report.get("citations", []), start=1):
+def report_answered(report: Mapping[str, Any]) -> bool:
+    """A stored report's `answered`; reports stored before the field existed were answers."""
+    return bool(report.get("answered", True))
+
+
+def report_json(report: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The stored report with `answered` always present, so scripts need not know its default."""
+    return None if report is None else {"answered": report_answered(report), **report}
+
+
+def _append_citations(body: Text, citations: Sequence[Mapping[str, Any]]) -> None:
+    for number, citation in enumerate(citations, start=1):
         body.append(f"\n\n[{number}] {citation.get('title') or citation.get('url')}\n", style="bold")
         body.append(f"    {citation.get('url')}\n", style="cyan")
+        if citation.get("see_also"):
+            body.append(f"    see also: {citation['see_also']}\n", style="cyan")
         body.append(f"    “{citation.get('quote')}”", style="italic")
-    unresolved = report.get("unresolved") or []
-    if unresolved:
-        body.append("\n\nCould not establish:", style="bold yellow")
-        for item in unresolved:
+
+
+def _append_unresolved(body: Text, items: Sequence[str], heading: str) -> None:
+    if items:
+        body.append(f"\n\n{heading}", style="bold yellow")
+        for item in items:
             body.append(f"\n  - {item}")
-    return Panel(body, title=title)
 
 
-def _critique_lines(label: str, critique: dict[str, Any] | None) -> list[str]:
+def report_panel(report: Mapping[str, Any] | None, *, label: str | None = None) -> Panel:
+    """The report for a person. One the agent could not answer from its sources is titled "Not answered",
+    in yellow, with what is missing right under it: it must not be read as an answer."""
+    if not report:
+        return Panel("(no report)", title="Report")
+    answered = report_answered(report)
+    title = ("Answer" if answered else "Not answered") + (f" · {label}" if label else "")
+    unresolved = [str(item) for item in report.get("unresolved") or []]
+    body = Text(str(report.get("answer", "")))
+    if not answered:
+        _append_unresolved(body, unresolved, "Missing from the sources:")
+    _append_citations(body, report.get("citations") or [])
+    if answered:
+        _append_unresolved(body, unresolved, "Could not establish:")
+    style = "" if answered else "yellow"
+    return Panel(body, title=Text(title, style=f"bold {style}".strip()), border_style=style or "none")
+
+
+def kept_critique(review: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The critique of the report the run kept: the revision's when the revision was kept."""
+    critique = review.get("second") if review.get("kept") == "revision" else review.get("first")
+    return critique if isinstance(critique, Mapping) else None
+
+
+def critique_reasons(critique: Mapping[str, Any]) -> list[str]:
+    """Why the critic scored as it did: its issues, then what is missing, then the unsupported claims."""
+    reasons = [str(issue) for issue in critique.get("issues") or []]
+    reasons += [f"missing: {item}" for item in critique.get("missing") or []]
+    reasons += [f"unsupported: {claim}" for claim in critique.get("unsupported_claims") or []]
+    return reasons
+
+
+def _critique_lines(label: str, critique: Mapping[str, Any] | None) -> list[str]:
     if not critique:
         return [f"{label}: not graded"]
     lines = [f"{label}: score {float(critique.get('score', 0)):.2f}"]
-    lines += [f"  - {issue}" for issue in critique.get("issues") or []]
-    return lines
+    return lines + [f"  - {reason}" for reason in critique_reasons(critique)]
 
 
-def review_panel(review: dict[str, Any]) -> Panel:
+def review_panel(review: Mapping[str, Any]) -> Panel:
     """The critic's verdicts: both scores, the critique, what was revised and which report was kept."""
     lines = [f"critic {review.get('critic_model')} · threshold {float(review.get('threshold', 0)):.2f}"]
     lines += _critique_lines("first report", review.get("first"))
@@ -282,6 +325,31 @@ def review_panel(review: dict[str, Any]) -> Panel:
     if review.get("kept"):
         lines.append(f"kept: the {review['kept']} report")
     return Panel(escape("\n".join(lines)), title="Critic")
+
+
+def critic_verdict(review: Mapping[str, Any]) -> str:
+    """One line: the kept report's score against the threshold, and what became of the revision."""
+    critique = kept_critique(review)
+    line = f"score {float(critique.get('score', 0)):.2f}" if critique else "not graded"
+    line += f" (threshold {float(review.get('threshold', 0)):.2f})"
+    first = review.get("first")
+    if review.get("revision") == "revised" and isinstance(first, Mapping):
+        line += f" · revised from {float(first.get('score', 0)):.2f}, kept the {review.get('kept')} report"
+    elif review.get("revision") in ("skipped", "stopped"):
+        line += f" · revision {review['revision']}"
+    if review.get("skip_reason"):
+        line += f": {review['skip_reason']}"
+    return line
+
+
+def critic_brief(review: Mapping[str, Any]) -> Panel:
+    """`ask`'s view of the critic: the kept report's score and the reasons for it (`runs show` has both)."""
+    critique = kept_critique(review)
+    reasons = critique_reasons(critique) if critique else []
+    parts: list[Any] = [Text(critic_verdict(review))]
+    if reasons:
+        parts.append(listing(reasons, numbered=False))
+    return Panel(Group(*parts), title=f"Critic · {escape(str(review.get('critic_model')))}")
 
 
 def steps_table(steps: Sequence[StepRecord]) -> Table:

@@ -87,35 +87,50 @@ def _check_model_option(runtime: Runtime, model: str | None) -> None:
 
 
 def _print_answer(data: dict[str, Any], status: RunStatus) -> None:
-    """The report (or why there is none) and a one-line summary of the run, for a person."""
-    from agent.cli.render import partial_panel, report_panel
-    from agent.money import money
+    """The report (or why there is none), the critic's verdict and a one-line summary of the run."""
+    from agent.cli.render import critic_brief, partial_panel, report_panel
     from agent.settings import is_offline_model
 
     if data["report"]:
         label = "offline model (extractive, no LLM)" if is_offline_model(data["model"]) else data["model"]
-        out.print(report_panel(data["report"], title=f"Answer · {label}"))
+        out.print(report_panel(data["report"], label=label))
     elif status == "awaiting_approval":
-        out.print("[yellow]Waiting for a human[/yellow]: the tool policy requires approval for:")
-        for approval in data["approvals"]:
-            if approval["status"] == "pending":
-                args = json.dumps(approval["args"], ensure_ascii=False)
-                out.print(f"  {approval['id']}  {approval['tool']} {escape(args)}  ({escape(approval['reason'])})")
-        out.print(
-            "Decide with `research-agent approvals approve ID` or `reject ID --reason ...`; "
-            "a `research-agent worker` then finishes the run."
-        )
+        _print_pending_approvals(data["approvals"])
     else:
         out.print(f"[yellow]No report[/yellow]: {data['status']} ({data['stop_reason']}) {escape(data['error'] or '')}")
         if data["partial"]:
             out.print(partial_panel(data["partial"]))
-    first = (data.get("review") or {}).get("first")
-    critic = f" · critic {first['score']:.2f}" if first else ""
-    tokens = data["usage"]["input_tokens"] + data["usage"]["output_tokens"]
+    if data.get("review"):
+        out.print(critic_brief(data["review"]))
+    out.print(_summary_line(data), style="dim", highlight=False, markup=False)
+
+
+def _print_pending_approvals(approvals: list[dict[str, Any]]) -> None:
+    out.print("[yellow]Waiting for a human[/yellow]: the tool policy requires approval for:")
+    for approval in approvals:
+        if approval["status"] == "pending":
+            args = json.dumps(approval["args"], ensure_ascii=False)
+            out.print(f"  {approval['id']}  {approval['tool']} {escape(args)}  ({escape(approval['reason'])})")
     out.print(
-        f"[dim]run {data['run_id']} · {data['status']} · {data['usage']['requests']} turns · "
-        f"{tokens} tokens · {money(Decimal(data['cost_usd']))}{critic}[/dim]"
+        "Decide with `research-agent approvals approve ID` or `reject ID --reason ...`; "
+        "a `research-agent worker` then finishes the run."
     )
+
+
+def _summary_line(data: dict[str, Any]) -> str:
+    """`run ID · completed · not answered · 5 turns · 1234 tokens · $0.0012 · critic 0.40` (plain text)."""
+    from agent.cli.render import kept_critique, report_answered
+    from agent.money import money
+
+    parts = [f"run {data['run_id']}", data["status"]]
+    if data["report"] and not report_answered(data["report"]):
+        parts.append("not answered")
+    tokens = data["usage"]["input_tokens"] + data["usage"]["output_tokens"]
+    parts += [f"{data['usage']['requests']} turns", f"{tokens} tokens", money(Decimal(data["cost_usd"]))]
+    critique = kept_critique(data["review"]) if data.get("review") else None
+    if critique:
+        parts.append(f"critic {float(critique['score']):.2f}")
+    return " · ".join(parts)
 
 
 def submit(

@@ -47,14 +47,17 @@ from agent.offline.policy import (
     NOT_FOUND,
     Page,
     compose_answer,
+    first_queries,
     plan_for,
     reading_order,
-    search_query,
     select_evidence,
     simpler_query,
     unframe,
+    unmentioned,
+    unmentioned_words,
     unresolved,
 )
+from agent.offline.subject import subject_of
 
 __all__ = ["OfflineResearchModel", "offline_model"]
 
@@ -80,10 +83,13 @@ _FEEDBACK_FENCES: Final = re.compile(r"<(?:retry_feedback|validation_errors)>")
 
 @dataclass(frozen=True)
 class _Calls:
-    """Calls to one tool, sent together in one response (the fetches run in parallel)."""
+    """Tool calls sent together in one response, as (tool, arguments): they run in parallel."""
 
-    tool: str
-    args: list[dict[str, Any]]
+    calls: list[tuple[str, dict[str, Any]]]
+
+    @classmethod
+    def of(cls, tool: str, args: list[dict[str, Any]]) -> _Calls:
+        return cls([(tool, one) for one in args])
 
 
 @dataclass(frozen=True)
@@ -193,16 +199,21 @@ def _missing_topics(critique_json: str) -> list[str]:
 def _read(messages: Sequence[ModelMessage], output_tools: frozenset[str]) -> _Transcript:
     transcript = _Transcript()
     calls: dict[str, ToolCallPart] = {}
+    order: dict[str, int] = {}
     last_output: ToolCallPart | None = None
     prompts = 0
     for message in messages:
         if isinstance(message, ModelResponse):
             tool_calls = [p for p in message.parts if isinstance(p, ToolCallPart)]
             calls.update((p.tool_call_id, p) for p in tool_calls)
+            order.update((p.tool_call_id, len(order)) for p in tool_calls)
             transcript.fetch_rounds += any(p.tool_name == FETCH_TOOL for p in tool_calls)
             last_output = next((p for p in reversed(tool_calls) if p.tool_name in output_tools), last_output)
             continue
-        for part in message.parts:
+        # Parallel tool calls return in the order they finished; read them in the order they were made,
+        # so the same calls always give the same transcript (and the same next step).
+        by_call = sorted(message.parts, key=lambda p: order.get(getattr(p, "tool_call_id", ""), -1))
+        for part in by_call:
             if isinstance(part, UserPromptPart):
                 prompts += 1
                 if prompts == 1:
@@ -229,11 +240,27 @@ def _read(messages: Sequence[ModelMessage], output_tools: frozenset[str]) -> _Tr
 
 
 def _report(answer: str, *, citations: list[dict[str, str]] | None = None, unresolved: list[str]) -> _Final:
-    return _Final({"answer": answer, "citations": citations or [], "unresolved": unresolved})
+    report = {"answered": bool(citations), "answer": answer, "citations": citations or [], "unresolved": unresolved}
+    return _Final(report)
 
 
-def _not_found(transcript: _Transcript, reason: str) -> _Final:
-    return _report(f"{NOT_FOUND} {reason}", unresolved=[transcript.question])
+def _not_found(transcript: _Transcript, reason: str, *, missing: Sequence[str] = ()) -> _Final:
+    """An honest "could not establish": `unresolved` names what is missing, then the question itself."""
+    return _report(f"{NOT_FOUND} {reason}", unresolved=[*missing, transcript.question])
+
+
+def _no_evidence_reason(transcript: _Transcript) -> tuple[str, list[str]]:
+    """Why the fetched pages gave nothing to quote, in the user's terms, and what is missing."""
+    if transcript.rejected_quotes or transcript.rejected_urls:
+        return "No quote from the fetched pages could be verified.", []
+    absent = unmentioned(transcript.question, transcript.pages)
+    if absent:
+        words = ", ".join(f'"{word}"' for word in absent)
+        return f"The pages I found never mention {words}.", [f"sources that discuss {words}"]
+    subject = subject_of(transcript.question)
+    if subject:
+        return f"None of the pages I found discusses {subject.label}.", [f"a source about {subject.label}"]
+    return "None of the fetched pages answers it.", []
 
 
 def _answer(transcript: _Transcript, *, focus: Sequence[str] = ()) -> _Final:
@@ -249,13 +276,8 @@ def _answer(transcript: _Transcript, *, focus: Sequence[str] = ()) -> _Final:
         )
     )
     if not evidence:
-        rejected = transcript.rejected_quotes or transcript.rejected_urls
-        reason = (
-            "No quote from the fetched pages could be verified."
-            if rejected
-            else "None of the fetched pages answers it."
-        )
-        return _not_found(transcript, reason)
+        reason, missing = _no_evidence_reason(transcript)
+        return _not_found(transcript, reason, missing=missing)
     citations = [{"url": e.page.url, "title": e.page.title, "quote": e.quote} for e in evidence]
     plan = transcript.plan or plan_for(transcript.question)
     return _report(
@@ -265,18 +287,25 @@ def _answer(transcript: _Transcript, *, focus: Sequence[str] = ()) -> _Final:
     )
 
 
+def _interleaved(rankings: Sequence[Sequence[str]]) -> list[str]:
+    """The results of several searches, best of each first: 1st of each, then 2nd of each, and so on."""
+    depth = max((len(r) for r in rankings), default=0)
+    return list(dict.fromkeys(r[i] for i in range(depth) for r in rankings if i < len(r)))
+
+
 def _search(query: str) -> _Calls:
-    return _Calls(SEARCH_TOOL, [{"query": query, "max_results": MAX_RESULTS}])
+    return _Calls.of(SEARCH_TOOL, [{"query": query, "max_results": MAX_RESULTS}])
 
 
 def _revise(transcript: _Transcript, revision: _Revision) -> _Step:
-    """One more search for what the critic found missing, one round of fetches, then answer again."""
+    """One more search for what the critic found missing (unless the pages already mention it), one round
+    of fetches, then answer again with those words in focus."""
     after = transcript.searches[revision.searches_before :]
-    if revision.missing and not after:
-        return _search(search_query(" ".join(revision.missing)))
+    if revision.missing and not after and unmentioned_words(" ".join(revision.missing), transcript.pages):
+        return _search(first_queries(" ".join(revision.missing))[-1])
     new = list(dict.fromkeys(u for s in after for u in s.urls if u not in transcript.fetched_urls))
     if new and transcript.fetch_rounds == revision.fetch_rounds_before:
-        return _Calls(FETCH_TOOL, [{"url": url} for url in new[:FETCHES_PER_ROUND]])
+        return _Calls.of(FETCH_TOOL, [{"url": url} for url in new[:FETCHES_PER_ROUND]])
     return _answer(transcript, focus=revision.missing)
 
 
@@ -289,27 +318,29 @@ def _next_step(transcript: _Transcript) -> _Step:
     if transcript.plan is None:
         if transcript.plan_attempts >= MAX_PLAN_ATTEMPTS:
             return _not_found(transcript, "The research plan could not be recorded.")
-        return _Calls(PLAN_TOOL, [{"sub_questions": plan_for(transcript.question)}])
+        return _Calls.of(PLAN_TOOL, [{"sub_questions": plan_for(transcript.question)}])  # searching waits for it
+    first_round = [(SEARCH_TOOL, {"query": q, "max_results": MAX_RESULTS}) for q in first_queries(transcript.question)]
     if not transcript.searches:
-        return _search(search_query(transcript.question))
-    urls = list(dict.fromkeys(url for search in transcript.searches for url in search.urls))
+        return _Calls(first_round)
+    urls = _interleaved([search.urls for search in transcript.searches])
     if not urls:
         retry = simpler_query(transcript.question)
         first = transcript.searches[0]
         # The same query again only helps when the backend said its failure was transient.
-        if len(transcript.searches) == 1 and (retry != first.query or first.retryable):
+        first_queries_sent = [args["query"] for _, args in first_round]
+        if len(transcript.searches) == len(first_round) and (retry not in first_queries_sent or first.retryable):
             return _search(retry)
         return _not_found(transcript, "The search found no results.")
     pending = [url for url in urls if url not in transcript.fetched_urls]
     # A second round only when every page of the first failed.
     wants_fetch = transcript.fetch_rounds == 0 or (not transcript.pages and transcript.fetch_rounds < MAX_FETCH_ROUNDS)
     if pending and wants_fetch:
-        return _Calls(FETCH_TOOL, [{"url": url} for url in pending[:FETCHES_PER_ROUND]])
+        return _Calls.of(FETCH_TOOL, [{"url": url} for url in pending[:FETCHES_PER_ROUND]])
     return _answer(transcript)
 
 
 def _cannot_research(question: str, missing: Sequence[str]) -> _Final:
-    return _report(
+    return _report(  # answered: False (no citations)
         f"The offline model cannot research this question: this agent does not offer {', '.join(missing)}.",
         unresolved=[question],
     )
@@ -405,8 +436,8 @@ class OfflineResearchModel(Model):
         step = _cannot_research(transcript.question, missing) if missing else _next_step(transcript)
         call_id = f"offline-{len(messages)}"  # the same history gives the same ids (see the module docs)
         match step:
-            case _Calls(tool=tool, args=calls):
-                return [ToolCallPart(tool, args, tool_call_id=f"{call_id}-{i}") for i, args in enumerate(calls)]
+            case _Calls(calls=calls):
+                return [ToolCallPart(tool, args, tool_call_id=f"{call_id}-{i}") for i, (tool, args) in enumerate(calls)]
             case _Final(report=report) if output_tools:
                 return [ToolCallPart(output_tools[0], report, tool_call_id=f"{call_id}-0")]
             case _Final(report=report):

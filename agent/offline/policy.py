@@ -8,6 +8,7 @@ substring of the page it came from and passes citation verification.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 import string
@@ -16,15 +17,31 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from agent.citations import page_sections
+from agent.offline.phrasebook import reference_terms
+from agent.offline.subject import FRAME_WORDS, Subject, subject_of
+
 K1: Final = 1.2
 B: Final = 0.75
 TITLE_BOOST: Final = 0.5
 """A sentence's score is multiplied by up to 1 + TITLE_BOOST when its page title holds the query terms."""
 MIN_QUOTE_CHARS: Final = 25
 MAX_QUOTE_CHARS: Final = 400
-MAX_QUOTES: Final = 3
-MIN_COVERAGE: Final = 0.3
-"""The best sentence must hold this share of the question's terms, or nothing counts as relevant."""
+MAX_QUOTES: Final = 4
+MIN_COVERAGE: Final = 0.5
+"""A sentence (with its section heading) must hold this share of the question's topic words, or of the
+reference's words for it (`phrasebook`), to count as relevant at all."""
+LEAD_SENTENCES: Final = 2
+LEAD_BOOST: Final = 0.5
+"""Added to the boost of the first LEAD_SENTENCES quotable sentences of a reference entry
+(`functools.lru_cache(...)`) or of the section that defines the question's subject: both state what
+their subject is or does before they go into detail."""
+_API_ENTRY: Final = re.compile(r"(?:async |class )?[A-Za-z_][\w.]*(?:\(|$)")
+OPENS_BOOST: Final = 0.5
+"""Added for a sentence that begins by naming the subject ('The "global" statement is a declaration...')."""
+DEFINES_BOOST: Final = 1.0
+"""Added to the boost of a sentence whose section heading or entry names the question's subject: the
+section that defines a name beats one that mentions it."""
 RELATIVE_FLOOR: Final = 0.35
 """Further quotes must score at least this fraction of the best one, so weak matches are not cited."""
 NEAR_DUPLICATE: Final = 0.6
@@ -134,9 +151,27 @@ def _clip(text: str, limit: int) -> str:
 
 
 def search_query(question: str) -> str:
-    """The first query: the question's key words, or the question itself when it has none."""
+    """The plain query: the question's key words, or the question itself when it has none."""
     words = key_words(question)
     return _clip(" ".join(words) if words else " ".join(question.split()), MAX_QUERY_CHARS)
+
+
+def reference_query(question: str) -> str | None:
+    """The question in the reference's words: its subject as the reference spells it ("walrus" ->
+    "assignment expression", `asyncio.gather` -> also "gather") and the terms `PHRASEBOOK` has for its
+    phrasing ("skip to the next item" -> "continue statement"); None when there are none."""
+    subject = subject_of(question)
+    names = [name for name in subject.names if name[:1].isalnum() or name.startswith("_")]
+    terms = _unique([*names, *subject.search_terms(), *reference_terms(question)])
+    return _clip(" ".join(terms), MAX_QUERY_CHARS) if terms else None
+
+
+def first_queries(question: str) -> list[str]:
+    """The first round of searches, run together: the reference's words when there are any, then the
+    question's own key words."""
+    plain = search_query(question)
+    reference = reference_query(question)
+    return [reference, plain] if reference is not None and reference != plain else [plain]
 
 
 def simpler_query(question: str) -> str:
@@ -190,7 +225,16 @@ def _wrapped(line: str, following: str) -> bool:
     if not following.strip() or _TERMINAL.search(stripped) or stripped.endswith(":"):
         return False
     first = following.lstrip()[:1]
-    return first.islower() or (len(stripped) >= WRAP_WIDTH and not _BULLET.match(following.lstrip()))
+    if _BULLET.match(following.lstrip()):
+        return False
+    indented_alike = line[:1].isspace() and _indent(line) == _indent(following)
+    return first.islower() or len(stripped) >= WRAP_WIDTH or indented_alike
+
+
+def _indent(line: str) -> int:
+    """An indented paragraph (the reference text indents its prose) wraps at any width: its next line at
+    the same indent continues it."""
+    return len(line) - len(line.lstrip())
 
 
 def _logical_lines(text: str) -> Iterator[tuple[int, int]]:
@@ -230,15 +274,20 @@ def split_sentences(text: str) -> list[str]:
     Citation checks compare quotes after whitespace normalisation, so folding the wrap keeps every
     sentence quotable while making it read as one line.
     """
-    text = _UNDERLINE.sub("", text)  # an underline ends its heading's paragraph
-    sentences: list[str] = []
-    for start, end in _spans(text):
-        piece = text[start:end].strip()
+    return [sentence for _, sentence in sentence_spans(text)]
+
+
+def sentence_spans(text: str) -> list[tuple[int, str]]:
+    """`split_sentences` with where each sentence starts in `text`."""
+    blanked = _UNDERLINE.sub(lambda m: " " * len(m.group()), text)  # an underline ends its heading's paragraph
+    sentences: list[tuple[int, str]] = []
+    for start, end in _spans(blanked):
+        piece = blanked[start:end].strip()
         if bullet := _BULLET.match(piece):
             piece = piece[bullet.end() :]
         piece = " ".join(piece.split())
         if piece:
-            sentences.append(piece)
+            sentences.append((start, piece))
     return sentences
 
 
@@ -303,13 +352,129 @@ def _quotable(sentence: str, page: Page) -> bool:
         and len(sentence.split()) >= MIN_QUOTE_WORDS  # prose, not a heading or a label
         and "::=" not in sentence  # grammar productions read badly as evidence
         and _ESCAPED_TAG not in sentence
+        and not _APPARATUS.match(sentence)
         and " ".join(sentence.split()).casefold() != " ".join(page.title.split()).casefold()
     )
+
+
+# Scholarly apparatus, not content: a footnote ("[2] In pattern matching, ..."), a PEP reference
+# ("**PEP 492** - Coroutines with ..."), a doctest line (">>> Point = ...").
+_APPARATUS: Final = re.compile(r"\[\d+\]\s|\*\*PEP \d+\*\*|>>>|\.\.\.\s")
 
 
 def _near_duplicate(a: Evidence, b: Evidence) -> bool:
     union = a.tokens | b.tokens
     return not union or len(a.tokens & b.tokens) / len(union) >= NEAR_DUPLICATE
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Sentence:
+    page_index: int
+    position: int
+    text: str
+    context: str
+    """The page title and the heading or reference entry the sentence sits under."""
+    lead: int
+    """How many sentences of its section come before it: a section says what its subject is first."""
+
+
+def _sentences(pages: Sequence[Page]) -> list[_Sentence]:
+    rows: list[_Sentence] = []
+    for page_index, page in enumerate(pages):
+        spans = sentence_spans(page.text)
+        if page.truncated and spans and not _TERMINAL.search(spans[-1][1]):
+            spans.pop()  # cut off mid-sentence by truncation
+        sections = page_sections(page.text)
+        starts = [start for start, _ in sections]
+        seen: Counter[int] = Counter()
+        for position, (offset, sentence) in enumerate(spans):
+            at = bisect.bisect_right(starts, offset) - 1
+            header = sections[at][1] if at >= 0 else ""
+            lead = seen[at]
+            seen[at] += 1 if _quotable(sentence, page) else 0
+            context = f"{page.title}\n{header}"
+            rows.append(_Sentence(page_index=page_index, position=position, text=sentence, context=context, lead=lead))
+    return rows
+
+
+def topic_words(question: str) -> list[str]:
+    """The question's tokens without how-to phrasing ("make", "get"): what the answer must be about."""
+    frame = set(tokenize(" ".join(FRAME_WORDS)))
+    return [t for t in _unique(tokenize(question)) if t not in frame and not t.isdigit()]
+
+
+def _page_words(pages: Sequence[Page]) -> set[str]:
+    return {token for page in pages for token in tokenize(f"{page.title}\n{page.text}")}
+
+
+def unmentioned(question: str, pages: Sequence[Page]) -> list[str]:
+    """Names in the question that no fetched page mentions at all ("Australia" in "What is the capital of
+    Australia?", "UnboundLocalError", `json.dumps`): pages that never name them cannot be about the
+    question, whatever else they share with it. Only name-like words count (`_is_name_like`, or code:
+    dotted, underscored); everyday words may well be paraphrased by a page."""
+    seen = _page_words(pages)
+    opener = question.split()[0].strip(_EDGE_PUNCTUATION) if question.split() else ""
+    missing: list[str] = []
+    for word in key_words(question):
+        named = _is_name_like(word, opens_question=word == opener) or any(c in word for c in "._")
+        stems = [t for t in tokenize(word) if not t.isdigit()]
+        if named and _NAME.fullmatch(word) and word not in _NOT_NAMES and not all(t in seen for t in stems):
+            missing.append(word)
+    return missing
+
+
+# A name: starts with a letter, holds at least three, and is made of name characters. Not a value from
+# the user's own code ("0x7f", "u00e9", "1D"), a fragment of it ("three!'.lstrip('Arthur"), or a
+# contraction ("I'm").
+_NAME: Final = re.compile(r"(?=(?:[^A-Za-z]*[A-Za-z]){3})[A-Za-z][\w.]*(?:/\d+)?")
+_NOT_NAMES: Final = frozenset({"OK", "Ok", "TODO", "FAQ", "vs"})
+
+
+def _share(words: Sequence[str], found: set[str] | frozenset[str]) -> float:
+    return sum(1 for w in words if w in found) / len(words) if words else 0.0
+
+
+def unmentioned_words(text: str, pages: Sequence[Page]) -> list[str]:
+    """The words of `text` that no page mentions at all (whether a further search could add anything)."""
+    seen = _page_words(pages)
+    return [word for word in _unique(tokenize(text)) if word not in seen]
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Query:
+    """What a question asks, in the forms sentence scoring needs."""
+
+    subject: Subject
+    terms: list[str]
+    """Scored by BM25: the question's words, its subject as the reference spells it, the phrasebook's."""
+    topic: list[str]
+    bridge: list[str]
+
+    @classmethod
+    def of(cls, question: str) -> _Query:
+        subject = subject_of(question)
+        terms = _unique(tokenize(" ".join([question, *subject.search_terms(), *reference_terms(question)])))
+        bridge = _unique(tokenize(" ".join(reference_terms(question))))
+        return cls(subject=subject, terms=terms, topic=topic_words(question) or terms, bridge=bridge)
+
+    def boost(self, row: _Sentence, title_words: set[str]) -> float:
+        """The title, a section that defines the subject, a sentence that opens with it, the lead of an entry."""
+        boost = 1 + TITLE_BOOST * len(title_words.intersection(self.terms)) / len(self.terms)
+        defines = bool(self.subject) and self.subject.mentioned_in(row.context)
+        if defines:
+            boost += DEFINES_BOOST
+        if self.subject and self.subject.opens(row.text):
+            boost += OPENS_BOOST
+        if row.lead < LEAD_SENTENCES and (defines or _API_ENTRY.match(row.context.rsplit("\n", 1)[-1])):
+            boost += LEAD_BOOST
+        return boost
+
+    def relevant(self, row: _Sentence, tokens: frozenset[str]) -> bool:
+        """About the subject (if one is named) and holding enough of the topic or of the bridge words."""
+        if self.subject and not self.subject.mentioned_in(f"{row.text}\n{row.context}"):
+            return False
+        in_context = tokens | set(tokenize(row.context))
+        return max(_share(self.topic, in_context), _share(self.bridge, in_context)) >= MIN_COVERAGE
 
 
 def select_evidence(
@@ -320,46 +485,48 @@ def select_evidence(
     exclude_urls: frozenset[str] = frozenset(),
     max_quotes: int = MAX_QUOTES,
 ) -> list[Evidence]:
-    """The best-scoring quotable sentences for `question`, best first; empty when nothing is relevant."""
-    query = _unique(tokenize(question))
-    if not query:
+    """The best-scoring quotable sentences for `question`, best first; empty when nothing is relevant.
+
+    When the question names a subject (`agent.offline.subject`), only sentences that speak of it, or sit
+    in a section or entry that does, are eligible, and those in a section defining it score higher.
+    A sentence's section heading counts towards its relevance, so "Least-recently-used cache
+    decorator." under `functools.lru_cache(...)` counts as being about `lru_cache`.
+    """
+    query = _Query.of(question)
+    if not query.terms or unmentioned(question, pages):
         return []
-    rows: list[tuple[int, int, str]] = []
-    for page_index, page in enumerate(pages):
-        sentences = split_sentences(page.text)
-        if page.truncated and sentences and not _TERMINAL.search(sentences[-1]):
-            sentences.pop()  # cut off mid-sentence by truncation
-        rows += [(page_index, position, sentence) for position, sentence in enumerate(sentences)]
-    tokens = [tokenize(sentence) for _, _, sentence in rows]
+    rows = _sentences(pages)
+    tokens = [tokenize(row.text) for row in rows]
     index = BM25Index(tokens)
     titles = [set(tokenize(page.title)) for page in pages]
 
-    candidates: list[tuple[float, float, Evidence]] = []
-    for i, (page_index, position, sentence) in enumerate(rows):
-        page = pages[page_index]
-        raw = index.score(query, i)
-        if raw <= 0 or not _quotable(sentence, page):
+    candidates: list[Evidence] = []
+    for i, row in enumerate(rows):
+        page = pages[row.page_index]
+        raw = index.score(query.terms, i)
+        if raw <= 0 or not _quotable(row.text, page) or not query.relevant(row, frozenset(tokens[i])):
             continue
-        if page.url in exclude_urls or (page.url, sentence) in exclude_quotes:
+        if page.url in exclude_urls or (page.url, row.text) in exclude_quotes:
             continue
-        boost = 1 + TITLE_BOOST * len(titles[page_index].intersection(query)) / len(query)
+        score = raw * query.boost(row, titles[row.page_index])
         evidence = Evidence(
             page=page,
-            page_index=page_index,
-            position=position,
-            quote=sentence,
-            score=raw * boost,
+            page_index=row.page_index,
+            position=row.position,
+            quote=row.text,
+            score=score,
             tokens=frozenset(tokens[i]),
         )
-        candidates.append((evidence.score, index.coverage(query, i), evidence))
-    candidates.sort(key=lambda c: (-c[0], c[2].page_index, c[2].position))
-    if not candidates or candidates[0][1] < MIN_COVERAGE:
-        return []
+        candidates.append(evidence)
+    candidates.sort(key=lambda e: (-e.score, e.page_index, e.position))
+    return _best(candidates, max_quotes)
 
-    best = candidates[0][0]
+
+def _best(candidates: Sequence[Evidence], max_quotes: int) -> list[Evidence]:
+    """The top candidates within RELATIVE_FLOOR of the best, skipping near-duplicates."""
     chosen: list[Evidence] = []
-    for score, _, evidence in candidates:
-        if len(chosen) >= max_quotes or score < RELATIVE_FLOOR * best:
+    for evidence in candidates:
+        if len(chosen) >= max_quotes or evidence.score < RELATIVE_FLOOR * candidates[0].score:
             break
         if not any(_near_duplicate(evidence, other) for other in chosen):
             chosen.append(evidence)

@@ -18,8 +18,9 @@ from pydantic import BaseModel, Field
 from pydantic_ai import Agent
 from pydantic_ai.settings import ModelSettings
 
+from agent.citations import find_page, quote_section
 from agent.prompts import Prompt, load_prompt
-from agent.report import ResearchReport
+from agent.report import Citation, ResearchReport
 from tools import FetchedPage, frame_untrusted
 
 DEFAULT_THRESHOLD: Final = 0.7
@@ -97,12 +98,21 @@ def critic_agent() -> Agent[None, Critique]:
     )
 
 
+def _cited(citation: Citation, sources: dict[str, FetchedPage]) -> dict[str, str]:
+    """A citation as the critic reads it, with the section of its page the quote sits in: a docstring
+    sentence rarely names its own function, but the entry it belongs to does."""
+    page = find_page(citation.url, sources)
+    section = quote_section(page.title, page.text, citation.quote) if page is not None else ""
+    return {"url": citation.url, "title": citation.title, "section": section, "quote": citation.quote}
+
+
 def critique_request(question: str, report: ResearchReport, sources: dict[str, FetchedPage]) -> str:
     """The critic's user message: the report as JSON in an untrusted-data frame (it was built from pages)."""
     payload = {
         "question": question,
+        "answered": report.answered,
         "answer": report.answer,
-        "citations": [{"url": c.url, "title": c.title, "quote": c.quote} for c in report.citations],
+        "citations": [_cited(c, sources) for c in report.citations],
         "unresolved": report.unresolved,
         "fetched_sources": [{"url": url, "title": page.title} for url, page in sorted(sources.items())],
     }
