@@ -210,7 +210,9 @@ def test_select_evidence_never_quotes_a_truncation_fragment_or_escaped_text() ->
     )
     page = _page("http://web/quic", "Notes", text, truncated=True)
     quotes = [e.quote for e in select_evidence("QUIC streams", [page])]
-    assert quotes == ["QUIC setup merges transport and TLS handshakes into one round trip."]
+    # the only sentences about QUIC streams are escaped text and a fragment cut by truncation: none is
+    # quoted (the handshake sentence does not speak of streams)
+    assert quotes == []
     # The same last line is quotable when the page was not cut there.
     whole = _page("http://web/quic", "Notes", text + ".", truncated=False)
     assert any(q.endswith("QUIC streams and.") for q in (e.quote for e in select_evidence("QUIC streams", [whole])))
@@ -233,7 +235,7 @@ def test_select_evidence_skips_near_duplicates_and_excluded_quotes() -> None:
 def test_title_match_breaks_a_tie() -> None:
     sentence = "Lava flows downhill from the vent at walking pace."
     pages = [_page("http://a", "Cooking tips", sentence), _page("http://b", "Lava flows", sentence)]
-    evidence = select_evidence("How fast do lava flows move?", pages, max_quotes=1)
+    evidence = select_evidence("How do lava flows move?", pages, max_quotes=1)
     assert evidence[0].page.url == "http://b"
 
 
@@ -634,3 +636,24 @@ async def test_a_fresh_model_continues_any_recorded_history_the_same_way(
         again = await OfflineResearchModel().request(messages, None, params)
         assert again.parts == response.parts
         assert again.usage == response.usage
+
+
+def test_a_named_subject_is_answered_only_from_text_about_it() -> None:
+    makedirs = _page(
+        "corpus://python-docs/modules/os#makedirs",
+        "os.makedirs(name, mode=511, exist_ok=False)",
+        "os.makedirs(name, mode=511, exist_ok=False)\n\n"
+        "Super-mkdir; create a leaf directory and all intermediate ones.",
+    )
+    off = select_evidence("How does super() work?", [makedirs])
+    assert off == []  # shares the word, is not about super(): the model abstains rather than quote it
+    entry = _page(
+        "corpus://python-docs/modules/builtins#super",
+        "class super(type, object_or_type=None)",
+        "class super(type, object_or_type=None)\n\nsuper() -> same as super(__class__, <first argument>)\n"
+        "Typical use to call a cooperative superclass method.",
+    )
+    on = select_evidence("How does super() work?", [makedirs, entry])
+    assert on and {e.page.url for e in on} == {entry.url}
+    # the entry names super, so its sentences count as about it even when they do not say "super"
+    assert "Typical use to call a cooperative superclass method." in [e.quote for e in on]

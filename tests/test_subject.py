@@ -59,7 +59,9 @@ def test_mentions_are_code_aware() -> None:
     assert insort.mentioned_in("bisect.insort_right(a, x, lo=0, hi=None)")  # a variant of the name
     walrus = subject_of("What is the walrus operator?")
     assert walrus.mentioned_in('| ":=" | Assignment expression |')
+    assert walrus.mentioned_in("Assignment expressions bind a name inside an expression")  # plural phrase
     assert not walrus.mentioned_in("The power operator binds more tightly than unary operators")
+    assert not walrus.mentioned_in('An augmented assignment expression like "x += 1"')  # another thing
 
 
 @pytest.mark.parametrize(

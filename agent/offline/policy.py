@@ -28,7 +28,7 @@ TITLE_BOOST: Final = 0.5
 MIN_QUOTE_CHARS: Final = 25
 MAX_QUOTE_CHARS: Final = 400
 MAX_QUOTES: Final = 4
-MIN_COVERAGE: Final = 0.5
+MIN_COVERAGE: Final = 2 / 3
 """A sentence (with its section heading) must hold this share of the question's topic words, or of the
 reference's words for it (`phrasebook`), to count as relevant at all."""
 LEAD_SENTENCES: Final = 2
@@ -415,8 +415,10 @@ def unmentioned(question: str, pages: Sequence[Page]) -> list[str]:
     seen = _page_words(pages)
     opener = question.split()[0].strip(_EDGE_PUNCTUATION) if question.split() else ""
     missing: list[str] = []
+    labelled = {m.group(1).casefold() for m in _LABELLED_NAME.finditer(question)} - _NOT_LIBRARY_NAMES
     for word in key_words(question):
         named = _is_name_like(word, opens_question=word == opener) or any(c in word for c in "._")
+        named = named or word.casefold() in labelled
         stems = [t for t in tokenize(word) if not t.isdigit()]
         if named and _NAME.fullmatch(word) and word not in _NOT_NAMES and not all(t in seen for t in stems):
             missing.append(word)
@@ -428,6 +430,12 @@ def unmentioned(question: str, pages: Sequence[Page]) -> list[str]:
 # contraction ("I'm").
 _NAME: Final = re.compile(r"(?=(?:[^A-Za-z]*[A-Za-z]){3})[A-Za-z][\w.]*(?:/\d+)?")
 _NOT_NAMES: Final = frozenset({"OK", "Ok", "TODO", "FAQ", "vs"})
+# "the requests library", "a pandas DataFrame" aside, a word the question calls a library is a name.
+_NOT_LIBRARY_NAMES: Final = frozenset(
+    {"standard", "python", "builtin", "built-in", "external", "third-party", "this", "that", "which", "what"}
+    | {"my", "our", "your", "own", "new", "same", "other", "whole", "entire", "main", "a", "an", "the", "any"}
+)
+_LABELLED_NAME: Final = re.compile(r"\b([A-Za-z][\w.]*)\s+(?:library|package|module|framework)\b", re.IGNORECASE)
 
 
 def _share(words: Sequence[str], found: set[str] | frozenset[str]) -> float:
@@ -469,6 +477,14 @@ class _Query:
             boost += LEAD_BOOST
         return boost
 
+    def scored_words(self, row: _Sentence) -> list[str]:
+        """A sentence's words, plus its entry's name when that entry defines the subject: "Typical use to
+        call a cooperative superclass method." under `class super(...)` is about `super`."""
+        words = tokenize(row.text)
+        if self.subject and self.subject.mentioned_in(row.context):
+            words += tokenize(row.context.rsplit("\n", 1)[-1].split("(", 1)[0])
+        return words
+
     def relevant(self, row: _Sentence, tokens: frozenset[str]) -> bool:
         """About the subject (if one is named) and holding enough of the topic or of the bridge words."""
         if self.subject and not self.subject.mentioned_in(f"{row.text}\n{row.context}"):
@@ -496,7 +512,7 @@ def select_evidence(
     if not query.terms or unmentioned(question, pages):
         return []
     rows = _sentences(pages)
-    tokens = [tokenize(row.text) for row in rows]
+    tokens = [query.scored_words(row) for row in rows]
     index = BM25Index(tokens)
     titles = [set(tokenize(page.title)) for page in pages]
 

@@ -52,6 +52,11 @@ ALIASES: Final[dict[str, tuple[str, ...]]] = {
     "slicing": ("slicing", "slice"),
 }
 """Jargon a newcomer uses -> how the reference text says it. Keys are matched case-insensitively."""
+_OTHER_COMPOUNDS: Final[dict[str, tuple[str, ...]]] = {
+    "assignment expression": ("augmented", "Augmented"),
+}
+"""Phrases that name something else after these words: an "augmented assignment expression" (`x += 1`)
+is not the assignment expression (`:=`)."""
 _ALIAS_PHRASES: Final = frozenset(alias for aliases in ALIASES.values() for alias in aliases if alias[:1].isalpha())
 
 FRAME_WORDS: Final = frozenset(
@@ -91,6 +96,10 @@ FRAME_WORDS: Final = frozenset(
         "clause",
         "block",
         "inside",
+        "work",
+        "works",
+        "return",
+        "returns",
         "behave",
         "handle",
         "deal",
@@ -335,7 +344,10 @@ def _mentions(text: str, form: str) -> bool:
         return form in text  # an operator
     flags = re.IGNORECASE if " " in form or form.isupper() else 0
     tail = r"(?![A-Za-z0-9]|-\w)" if not form.endswith("_") else r"(?!\w)"  # insort ~ insort_right
+    if " " in form:
+        tail = r"(?:e?s)?(?![A-Za-z0-9])"  # a prose phrase, singular or plural
     head = r"(?<!\w)" if form.startswith("__") else r"(?<![\w.])"  # object.__new__ is __new__
+    head += "".join(rf"(?<!{re.escape(word)} )" for word in _OTHER_COMPOUNDS.get(form.casefold(), ()))
     pattern = rf"{head}{re.escape(form)}{tail}"
     return re.search(pattern, text, flags) is not None
 
