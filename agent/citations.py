@@ -118,3 +118,20 @@ def quote_section(title: str, text: str, quote: str) -> str:
             header = _entry_name(" ".join(header.split()))[:MAX_SECTION_CHARS]
             return f"{title} › {header}" if title and header.casefold() != title.casefold() else header
     return title
+
+
+UNCITED_ANSWER: Final = (
+    "Your answer cites nothing. Cite at least one verbatim quote from a page you fetched, or set `answered` "
+    "to false, say plainly that the sources do not establish an answer, and list what is missing in `unresolved`."
+)
+UNCITED_NOTE: Final = "No citation supports the answer, so the sources do not establish it."
+
+
+def is_uncited_answer(report: ResearchReport) -> bool:
+    """A report that claims an answer but cites no fetched page: nothing establishes it."""
+    return report.answered and not report.citations
+
+
+def as_not_answered(report: ResearchReport) -> ResearchReport:
+    """An uncited answer marked for what it is: not established by the run's sources."""
+    return report.model_copy(update={"answered": False, "unresolved": [*report.unresolved, UNCITED_NOTE]})

@@ -16,7 +16,7 @@ import logfire
 from pydantic import Field
 from pydantic_ai import Agent, DeferredToolRequests, ModelRetry, RunContext
 
-from agent.citations import check_citations, without_problems
+from agent.citations import UNCITED_ANSWER, as_not_answered, check_citations, is_uncited_answer, without_problems
 from agent.deps import ResearchDeps
 from agent.prompts import research_prompt
 from agent.report import ResearchReport
@@ -47,6 +47,29 @@ def _with_see_also(report: ResearchReport) -> ResearchReport:
     """Each citation's public page (a python-docs corpus document's docs.python.org page), never the model's."""
     citations = [c.model_copy(update={"see_also": see_also_url(c.url)}) for c in report.citations]
     return report.model_copy(update={"citations": citations})
+
+
+def _verified(report: ResearchReport, deps: ResearchDeps, *, last_attempt: bool) -> ResearchReport:
+    """Every quote on a page this run fetched, and an answer only with a citation: otherwise the model is
+    asked again (ModelRetry), and on its last attempt the bad citations are dropped and an uncited answer
+    is marked not answered."""
+    problems = check_citations(report, deps.sources)
+    if problems:
+        logfire.warn("unverifiable citations", run_id=deps.run_id, problems=[p.describe() for p in problems])
+        if not last_attempt:
+            fetched = ", ".join(sorted(deps.sources)) or "none yet"
+            raise ModelRetry(
+                "Some citations could not be verified:\n"
+                + "\n".join(f"- {p.describe()}" for p in problems)
+                + f"\nPages fetched in this run: {fetched}. Cite only fetched URLs and copy quotes verbatim"
+                " from their text, or fetch the page first."
+            )
+        report = without_problems(report, problems)
+    if is_uncited_answer(report):
+        if not last_attempt:
+            raise ModelRetry(UNCITED_ANSWER)
+        report = as_not_answered(report)
+    return _with_see_also(report)
 
 
 ResearchOutput = ResearchReport | DeferredToolRequests
@@ -121,19 +144,7 @@ def build_agent() -> Agent[ResearchDeps, ResearchOutput]:
     async def verify_citations(ctx: RunContext[ResearchDeps], report: ResearchOutput) -> ResearchOutput:
         if isinstance(report, DeferredToolRequests):  # calls waiting for a human: nothing to verify yet
             return report
-        problems = check_citations(report, ctx.deps.sources)
-        if problems:
-            logfire.warn("unverifiable citations", run_id=ctx.deps.run_id, problems=[p.describe() for p in problems])
-            if not ctx.last_attempt:
-                fetched = ", ".join(sorted(ctx.deps.sources)) or "none yet"
-                raise ModelRetry(
-                    "Some citations could not be verified:\n"
-                    + "\n".join(f"- {p.describe()}" for p in problems)
-                    + f"\nPages fetched in this run: {fetched}. Cite only fetched URLs and copy quotes verbatim"
-                    " from their text, or fetch the page first."
-                )
-            report = without_problems(report, problems)
-        return _with_see_also(report)
+        return _verified(report, ctx.deps, last_attempt=ctx.last_attempt)
 
     return agent
 

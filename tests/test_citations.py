@@ -8,7 +8,7 @@ from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from agent.api import Runtime
-from agent.citations import check_citations, normalize_text
+from agent.citations import UNCITED_NOTE, as_not_answered, check_citations, is_uncited_answer, normalize_text
 from agent.report import Citation, ResearchReport
 from tests._http_server import LocalHTTPServer
 from tests._web import install_web
@@ -84,5 +84,38 @@ async def test_a_model_that_keeps_fabricating_never_stores_a_fabricated_citation
     assert result.report is not None
     assert result.report.citations == []
     assert any("could not be verified" in note for note in result.report.unresolved)
+    assert result.report.answered is False  # with every citation gone, nothing establishes the answer
+    assert UNCITED_NOTE in result.report.unresolved
     stored = (await runtime.get_run(result.run_id)).run.report
-    assert stored is not None and stored["citations"] == []
+    assert stored is not None and stored["citations"] == [] and stored["answered"] is False
+
+
+async def test_an_uncited_answer_is_sent_back_then_cited(runtime: Runtime, http_server: LocalHTTPServer) -> None:
+    install_web(http_server)
+    honest = ResearchScript(max_fetches=1)
+    answers = 0
+
+    def hasty(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        nonlocal answers
+        state = read_history(messages)
+        if not state.fetched or answers:
+            return honest.decide(messages, info)
+        answers += 1
+        return ModelResponse(parts=[ToolCallPart(info.output_tools[0].name, {"answer": "HTTP/3 is fast."})])
+
+    result = await runtime.research("What is HTTP/3?", model=FunctionModel(hasty))
+
+    assert result.status == "completed" and result.report is not None
+    assert result.report.answered and result.report.citations  # the second answer cites its page
+    steps = (await runtime.get_run(result.run_id)).steps
+    rejected = [s for s in steps if s.name == "final_result" and not s.ok]
+    assert len(rejected) == 1 and "cites nothing" in rejected[0].summary
+
+
+def test_an_uncited_answer_is_marked_not_answered() -> None:
+    report = ResearchReport(answer="It is fast.")
+    assert is_uncited_answer(report)
+    marked = as_not_answered(report)
+    assert marked.answered is False and marked.unresolved == [UNCITED_NOTE]
+    assert not is_uncited_answer(marked)
+    assert not is_uncited_answer(_report(Citation(url=PAGE.url, quote="HTTP/3 runs over QUIC")))

@@ -165,7 +165,7 @@ DETECTORS: tuple[Detector, ...] = (
     Detector(
         "phone",
         "personal",
-        re.compile(r"(?<![\w+])\+\d{1,3}(?:[ -]?\(\d{1,4}\))?(?:[ -]?\d{1,4}){2,5}(?![\w-])"),
+        re.compile(r"(?<![\w+])\+[1-9]\d{0,2}(?:[ -]?\(\d{1,4}\))?(?:[ -]?\d{1,4}){2,5}(?![\w-])"),
         _DIGIT_RUN,
         _phone_digits(8, 15),
     ),
