@@ -27,7 +27,7 @@ TITLE_BOOST: Final = 0.5
 """A sentence's score is multiplied by up to 1 + TITLE_BOOST when its page title holds the query terms."""
 MIN_QUOTE_CHARS: Final = 25
 MAX_QUOTE_CHARS: Final = 400
-MAX_QUOTES: Final = 4
+MAX_QUOTES: Final = 5
 MIN_COVERAGE: Final = 2 / 3
 """A sentence (with its section heading) must hold this share of the question's topic words, or of the
 reference's words for it (`phrasebook`), to count as relevant at all."""
@@ -42,7 +42,7 @@ OPENS_BOOST: Final = 0.5
 DEFINES_BOOST: Final = 1.0
 """Added to the boost of a sentence whose section heading or entry names the question's subject: the
 section that defines a name beats one that mentions it."""
-RELATIVE_FLOOR: Final = 0.35
+RELATIVE_FLOOR: Final = 0.25
 """Further quotes must score at least this fraction of the best one, so weak matches are not cited."""
 NEAR_DUPLICATE: Final = 0.6
 """Token-set Jaccard similarity at which a second sentence adds nothing new."""
