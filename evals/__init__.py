@@ -7,6 +7,7 @@ python -m evals judges              # the critic vs the labelled judgements; exi
 """
 
 from agent.errors import ResearchAgentError
+from evals._compare import Comparison, EvaluatorComparison, compare
 from evals._datasets import ResearchDataset, load_dataset, write_schema
 from evals._evaluators import (
     CUSTOM_EVALUATORS,
@@ -62,10 +63,12 @@ __all__ = [
     "CaseMetadata",
     "CaseResult",
     "CitationGrounding",
+    "Comparison",
     "DatasetResult",
     "EvalEnvironment",
     "EvalInputs",
     "EvalOutput",
+    "EvaluatorComparison",
     "EvaluatorVerdict",
     "FixtureDocument",
     "GateConfig",
@@ -89,6 +92,7 @@ __all__ = [
     "UsageError",
     "WithinBudget",
     "baseline_path",
+    "compare",
     "critic_for",
     "critic_judge",
     "judge_scores",

@@ -1,10 +1,11 @@
 """The release gate: thresholds, committed baselines, and a paired bootstrap over cases.
 
 pydantic-evals reports scores; it never fails a build. Here a dataset fails when an evaluator's mean
-is below its threshold, or when it is significantly below the baseline: the paired difference
-(current − baseline, per case) has a one-sided 95% upper bound below −tolerance. Repeats of a case are
-not independent samples (same question, same pages), so each case contributes the mean of its
-repeats and the bootstrap resamples cases — a cluster bootstrap. The RNG is seeded, so the same
+is below its threshold, or when the family of its evaluators is significantly below the baseline:
+`evals.compare` tests each evaluator's paired differences (current − baseline, per case) with a
+bootstrap and controls the family-wise false-alarm rate with Holm–Bonferroni (decision 0020). Repeats
+of a case are not independent samples (same question, same pages), so each case contributes the mean of
+its repeats and the bootstrap resamples cases — a cluster bootstrap. The RNG is seeded, so the same
 scores always get the same verdict.
 """
 
@@ -14,14 +15,18 @@ import json
 import random
 import re
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from statistics import fmean
+from typing import TYPE_CHECKING
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from evals._compare import Comparison
 
 __all__ = [
     "Baseline",
@@ -235,6 +240,12 @@ class GateResult:
         return reasons
 
 
+def _compare(current: CaseScores, baseline: CaseScores, *, config: GateConfig, skip: Collection[str]) -> Comparison:
+    from evals._compare import compare  # _compare builds on this module's statistics
+
+    return compare(current, baseline, config=config, skip=skip)
+
+
 def judge_scores(
     dataset: str,
     current: CaseScores,
@@ -249,6 +260,11 @@ def judge_scores(
     if baseline is None:
         notes.append("no baseline for this dataset and model: thresholds only (run with --bless to record one)")
     names = sorted({name for values in current.values() for name in values} | set(thresholds))
+    judge_changed = baseline is not None and baseline.judge_version != judge_version
+    family = (
+        _compare(current, baseline.cases, config=config, skip={"critic"} if judge_changed else ()) if baseline else None
+    )
+    tested = {e.name: e for e in family.evaluators} if family is not None else {}
     verdicts: list[EvaluatorVerdict] = []
     for name in names:
         now = case_means(current, name)
@@ -259,16 +275,12 @@ def judge_scores(
         before = case_means(baseline.cases, name) if baseline is not None else {}
         test: PairedTest | None = None
         note = ""
-        if name == "critic" and baseline is not None and baseline.judge_version != judge_version:
+        if name == "critic" and judge_changed and baseline is not None:
             note = f"judge changed ({baseline.judge_version} → {judge_version}): thresholds only"
-        elif before:
-            test = paired_bootstrap(
-                now,
-                before,
-                tolerance=config.tolerance,
-                confidence=config.confidence,
-                resamples=config.resamples,
-                seed=config.seed,
+        elif name in tested:
+            one = tested[name]
+            test = PairedTest(
+                cases=one.cases, mean_diff=one.mean_diff, upper_bound=one.upper_bound, regressed=one.regressed
             )
         common = set(now) & set(before)
         verdicts.append(
