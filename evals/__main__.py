@@ -2,6 +2,9 @@
 
 `python -m evals judges [--judgements PATH] [--judge offline|MODEL] [--json]`: the critic's agreement with
 the labelled judgements (`evals/_judges.py`), same exit codes.
+
+`python -m evals power --cases N [--repeats R] [--drop D] [--json]`: the gate's false-alarm rate and power,
+simulated (`evals/_power.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from rich.console import Console
 from agent.errors import ResearchAgentError
 from budgets import BudgetExceeded, SpendGate
 from evals._judges import judges_main
+from evals._power import power_main
 from evals._report import print_summary, write_reports
 from evals._suite import SuiteOptions, UsageError, run_suite
 from tools import FetchError, SearchBackendError
@@ -54,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["judges"]:
         return judges_main(arguments[1:])
+    if arguments[:1] == ["power"]:
+        return power_main(arguments[1:])
     args = _parser().parse_args(arguments)
     console = Console()
     options = SuiteOptions(

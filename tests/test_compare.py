@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -69,3 +70,15 @@ def test_skipped_and_one_sided_evaluators_are_left_out() -> None:
     result = compare(scores, older, config=CONFIG, skip={"critic"})
     assert [e.name for e in result.evaluators] == ["a"]
     assert not result.regressed
+
+
+def test_the_power_simulation_runs_the_gates_decision(capsys: pytest.CaptureFixture[str]) -> None:
+    from evals._power import power_main, simulate
+
+    huge = simulate(cases=30, repeats=1, drop=0.5, trials=30, seed=3)
+    assert huge.caught >= 0.8  # a 50-point drop on 30 cases is near-certain to be caught
+    assert huge.false_alarm <= 0.2  # Holm at 5 %: a few alarms in 30 trials at most
+    assert power_main(["--cases", "20", "--drop", "0.3", "--trials", "10", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["cases"] == 20 and data["trials"] == 10 and 0 <= data["false_alarm"] <= 1
+    assert power_main(["--cases", "1"]) == 2
