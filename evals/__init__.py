@@ -26,12 +26,9 @@ from evals._evaluators import (
 )
 from evals._gate import (
     Baseline,
-    EvaluatorVerdict,
     GateConfig,
-    GateResult,
     PairedTest,
     baseline_path,
-    judge_scores,
     load_baseline,
     paired_bootstrap,
 )
@@ -51,6 +48,7 @@ from evals._report import print_summary, render_markdown, write_reports
 from evals._suite import CaseResult, DatasetResult, SuiteOptions, SuiteResult, UsageError, run_suite
 from evals._task import EvalEnvironment, open_environment
 from evals._types import CaseMetadata, EvalInputs, EvalOutput, FixtureDocument, SourceText, StepView
+from evals._verdict import EvaluatorVerdict, GateResult, judge_scores
 
 __all__ = [
     "CRITIC_THRESHOLD",

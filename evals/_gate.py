@@ -15,30 +15,23 @@ import json
 import random
 import re
 import subprocess
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from statistics import fmean
-from typing import TYPE_CHECKING
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-if TYPE_CHECKING:
-    from evals._compare import Comparison
-
 __all__ = [
     "Baseline",
     "CaseScores",
-    "EvaluatorVerdict",
     "GateConfig",
-    "GateResult",
     "PairedTest",
     "baseline_path",
     "case_means",
     "git_revision",
-    "judge_scores",
     "load_baseline",
     "load_gate_config",
     "model_slug",
@@ -160,6 +153,9 @@ class PairedTest:
     mean_diff: float
     upper_bound: float
     regressed: bool
+    p_value: float = 1.0
+    """How often a resampled mean difference is no regression (at least −tolerance): what
+    `evals.compare` holds to Holm's levels."""
 
 
 def paired_bootstrap(
@@ -179,130 +175,20 @@ def paired_bootstrap(
     diffs = [current[case] - baseline[case] for case in common]
     mean_diff = fmean(diffs)
     if all(d == diffs[0] for d in diffs):  # no spread: the bootstrap would only return the mean
-        upper = mean_diff
+        upper, p_value = mean_diff, 0.0 if mean_diff < -tolerance else 1.0
     else:
         rng = random.Random(seed)
         n = len(diffs)
         means = sorted(fmean(rng.choices(diffs, k=n)) for _ in range(resamples))
         upper = means[min(resamples - 1, int(confidence * resamples))]
+        p_value = (1 + sum(1 for m in means if m >= -tolerance)) / (1 + resamples)
     return PairedTest(
         cases=len(common),
         mean_diff=mean_diff,
         upper_bound=upper,
         regressed=upper < -tolerance,
+        p_value=p_value,
     )
-
-
-# --- the verdict ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class EvaluatorVerdict:
-    name: str
-    cases: int
-    current: float
-    baseline: float | None
-    threshold: float | None
-    test: PairedTest | None
-    below_threshold: bool
-    note: str = ""
-
-    @property
-    def regressed(self) -> bool:
-        return self.test is not None and self.test.regressed
-
-    @property
-    def passed(self) -> bool:
-        return not (self.below_threshold or self.regressed)
-
-
-@dataclass(frozen=True, kw_only=True)
-class GateResult:
-    dataset: str
-    verdicts: list[EvaluatorVerdict]
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return all(v.passed for v in self.verdicts)
-
-    @property
-    def failures(self) -> list[str]:
-        reasons: list[str] = []
-        for v in self.verdicts:
-            if v.below_threshold:
-                reasons.append(f"{self.dataset}: {v.name} {v.current:.3f} is below its threshold {v.threshold:.2f}")
-            if v.regressed and v.test is not None and v.baseline is not None:
-                reasons.append(
-                    f"{self.dataset}: {v.name} regressed {v.test.mean_diff:+.3f} vs baseline {v.baseline:.3f}"
-                    f" over {v.test.cases} cases (95% upper bound {v.test.upper_bound:+.3f})"
-                )
-        return reasons
-
-
-def _compare(current: CaseScores, baseline: CaseScores, *, config: GateConfig, skip: Collection[str]) -> Comparison:
-    from evals._compare import compare  # _compare builds on this module's statistics
-
-    return compare(current, baseline, config=config, skip=skip)
-
-
-def judge_scores(
-    dataset: str,
-    current: CaseScores,
-    baseline: Baseline | None,
-    *,
-    config: GateConfig,
-    judge_version: str,
-) -> GateResult:
-    """Compare `current` with the thresholds and, where comparable, with the baseline."""
-    thresholds = config.thresholds_for(dataset)
-    notes: list[str] = []
-    if baseline is None:
-        notes.append("no baseline for this dataset and model: thresholds only (run with --bless to record one)")
-    names = sorted({name for values in current.values() for name in values} | set(thresholds))
-    judge_changed = baseline is not None and baseline.judge_version != judge_version
-    family = (
-        _compare(current, baseline.cases, config=config, skip={"critic"} if judge_changed else ()) if baseline else None
-    )
-    tested = {e.name: e for e in family.evaluators} if family is not None else {}
-    verdicts: list[EvaluatorVerdict] = []
-    for name in names:
-        now = case_means(current, name)
-        if not now:
-            continue
-        threshold = thresholds.get(name)
-        current_mean = fmean(now.values())
-        before = case_means(baseline.cases, name) if baseline is not None else {}
-        test: PairedTest | None = None
-        note = ""
-        if name == "critic" and judge_changed and baseline is not None:
-            note = f"judge changed ({baseline.judge_version} → {judge_version}): thresholds only"
-        elif name in tested:
-            one = tested[name]
-            test = PairedTest(
-                cases=one.cases, mean_diff=one.mean_diff, upper_bound=one.upper_bound, regressed=one.regressed
-            )
-        common = set(now) & set(before)
-        verdicts.append(
-            EvaluatorVerdict(
-                name=name,
-                cases=len(now),
-                current=current_mean,
-                baseline=fmean(before[c] for c in common) if common else None,
-                threshold=threshold,
-                test=test,
-                below_threshold=threshold is not None and current_mean < threshold - 1e-9,
-                note=note,
-            )
-        )
-    if baseline is not None:
-        added = sorted(set(current) - set(baseline.cases))
-        removed = sorted(set(baseline.cases) - set(current))
-        if added:
-            notes.append(f"{len(added)} case(s) not in the baseline: {', '.join(added[:5])}")
-        if removed:
-            notes.append(f"{len(removed)} baseline case(s) not run: {', '.join(removed[:5])}")
-    return GateResult(dataset=dataset, verdicts=verdicts, notes=notes)
 
 
 def new_baseline(

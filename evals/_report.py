@@ -10,8 +10,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from evals._gate import EvaluatorVerdict
 from evals._suite import CaseResult, DatasetResult, SuiteResult
+from evals._verdict import EvaluatorVerdict
 
 __all__ = ["print_summary", "render_markdown", "to_json", "write_reports"]
 

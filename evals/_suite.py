@@ -18,10 +18,8 @@ from evals._evaluators import critic_for, critic_version
 from evals._gate import (
     Baseline,
     GateConfig,
-    GateResult,
     baseline_path,
     git_revision,
-    judge_scores,
     load_baseline,
     load_gate_config,
     new_baseline,
@@ -29,6 +27,7 @@ from evals._gate import (
 )
 from evals._task import EvalEnvironment, open_environment
 from evals._types import CaseMetadata, EvalInputs, EvalOutput
+from evals._verdict import GateResult, judge_scores
 
 __all__ = [
     "CaseResult",

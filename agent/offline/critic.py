@@ -115,24 +115,23 @@ class Grade:
     wanted: frozenset[str]
     covered: frozenset[str]
     claims: tuple[str, ...]
-    unsupported: tuple[str, ...]
+    support_shares: tuple[float, ...]
+    """Per claim: 1 when a cited quote supports it, else the share of its new words in the evidence."""
     contradicted: tuple[str, ...]
     relays: bool
+
+    @property
+    def unsupported(self) -> tuple[str, ...]:
+        return tuple(claim for claim, share in zip(self.claims, self.support_shares, strict=True) if share < 1.0)
 
     @property
     def coverage(self) -> float:
         wanted = len(self.wanted) + len(self.subject_missing)
         return len(self.covered) / wanted if wanted else 1.0
 
-    support_shares: tuple[float, ...] = ()
-
     @property
     def support(self) -> float:
-        """Mean per-claim support: 1 for a supported claim, else the share of its new words in the evidence."""
-        if not self.claims:
-            return 0.0
-        shares = self.support_shares or tuple(0.0 if c in self.unsupported else 1.0 for c in self.claims)
-        return sum(shares) / len(self.claims)
+        return sum(self.support_shares) / len(self.claims) if self.claims else 0.0
 
     @property
     def off_topic(self) -> bool:
@@ -241,11 +240,7 @@ def grade_answer(question: str, answer: str, cited: Sequence[Cited]) -> Grade:
     said = content_terms(answer)
     claims = split_claims(answer)
     given = content_terms(question)
-    shares = [
-        _support_share(claim, rest, evidence, given)
-        for claim, rest in zip(claims, unquoted_words(answer, quotes), strict=True)
-    ]
-    unsupported = [claim for claim, share in zip(claims, shares, strict=True) if share < 1.0]
+    unquoted = unquoted_words(answer, quotes)
     return Grade(
         subject=subject,
         on_subject=not subject or subject.mentioned_in("\n".join(evidence_texts)),
@@ -254,11 +249,12 @@ def grade_answer(question: str, answer: str, cited: Sequence[Cited]) -> Grade:
         wanted=frozenset(wanted),
         covered=frozenset(term for term in wanted if covers(term, said) or covers(term, evidence)),
         claims=tuple(claims),
-        unsupported=tuple(unsupported),
-        support_shares=tuple(shares),
+        support_shares=tuple(
+            _support_share(c, rest, evidence, given) for c, rest in zip(claims, unquoted, strict=True)
+        ),
         contradicted=tuple(
             claim
-            for claim, rest in zip(claims, unquoted_words(answer, quotes), strict=True)
+            for claim, rest in zip(claims, unquoted, strict=True)
             if len(rest) > MAX_UNQUOTED_WORDS
             and _contradicts(claim, quotes)  # a verbatim quote cannot contradict itself
         ),

@@ -461,8 +461,9 @@ class _Query:
     @classmethod
     def of(cls, question: str) -> _Query:
         subject = subject_of(question)
-        terms = _unique(tokenize(" ".join([question, *subject.search_terms(), *reference_terms(question)])))
-        bridge = _unique(tokenize(" ".join(reference_terms(question))))
+        reference = reference_terms(question)
+        terms = _unique(tokenize(" ".join([question, *subject.search_terms(), *reference])))
+        bridge = _unique(tokenize(" ".join(reference)))
         return cls(subject=subject, terms=terms, topic=topic_words(question) or terms, bridge=bridge)
 
     def boost(self, row: _Sentence, title_words: set[str]) -> float:

@@ -23,7 +23,7 @@ import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from typing import Final
 
 __all__ = ["ALIASES", "FRAME_WORDS", "Subject", "subject_of"]
@@ -276,24 +276,33 @@ _KEYWORD_LEADS: Final = frozenset(
 
 @dataclass(frozen=True)
 class Subject:
-    """The code names (`names`) and prose phrases (`phrases`) a question asks about; empty if none."""
+    """What a question asks about; empty (falsy) if it names nothing."""
 
-    names: tuple[str, ...] = ()
-    phrases: tuple[str, ...] = ()
     groups: tuple[tuple[str, ...], ...] = ()
     """The separate things asked about, each as its alternative spellings: `sorted()` and `list.sort()`
     are two groups; walrus is one, (`:=`, "assignment expression")."""
 
     def __bool__(self) -> bool:
-        return bool(self.names or self.phrases)
+        return bool(self.groups)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The code spellings: `super`, `asyncio.gather`, `:=`."""
+        return tuple(dict.fromkeys(i for g in self.groups for i in g if i not in _ALIAS_PHRASES))
+
+    @property
+    def phrases(self) -> tuple[str, ...]:
+        """The prose spellings of jargon: "assignment expression"."""
+        return tuple(dict.fromkeys(i for g in self.groups for i in g if i in _ALIAS_PHRASES))
 
     @property
     def label(self) -> str:
         """How a critique names it: "`super`", "`:=` / assignment expression"."""
         return " / ".join([*(f"`{n}`" for n in self.names), *self.phrases])
 
+    @cached_property
     def forms(self) -> tuple[str, ...]:
-        """Every spelling that counts as a mention (see `spellings`)."""
+        """Every spelling that counts as a mention (see `spellings`); worked out once per subject."""
         return tuple(dict.fromkeys(form for item in (*self.names, *self.phrases) for form in spellings(item)))
 
     def search_terms(self) -> list[str]:
@@ -309,7 +318,7 @@ class Subject:
 
     def mentioned_in(self, text: str) -> bool:
         """Whether `text` speaks of any part of the subject, in one of its spellings."""
-        return any(_mentions(text, form) for form in self.forms())
+        return any(_mentions(text, form) for form in self.forms)
 
     def uncovered(self, texts: Sequence[str]) -> list[tuple[str, ...]]:
         """The parts of the subject no text speaks of: an answer about "the else clause of a try
@@ -342,14 +351,19 @@ def _mentions(text: str, form: str) -> bool:
     continued by an underscore is a variant (`insort` is `insort_right`)."""
     if not form[:1].isalnum() and not form.startswith("_"):
         return form in text  # an operator
+    return _mention_pattern(form).search(text) is not None
+
+
+@cache
+def _mention_pattern(form: str) -> re.Pattern[str]:
+    """Compiled once per spelling: the offline model checks every sentence of every fetched page."""
     flags = re.IGNORECASE if " " in form or form.isupper() else 0
     tail = r"(?![A-Za-z0-9]|-\w)" if not form.endswith("_") else r"(?!\w)"  # insort ~ insort_right
     if " " in form:
         tail = r"(?:e?s)?(?![A-Za-z0-9])"  # a prose phrase, singular or plural
     head = r"(?<!\w)" if form.startswith("__") else r"(?<![\w.])"  # object.__new__ is __new__
     head += "".join(rf"(?<!{re.escape(word)} )" for word in _OTHER_COMPOUNDS.get(form.casefold(), ()))
-    pattern = rf"{head}{re.escape(form)}{tail}"
-    return re.search(pattern, text, flags) is not None
+    return re.compile(rf"{head}{re.escape(form)}{tail}", flags)
 
 
 def _code_items(question: str) -> Iterator[str]:
@@ -387,7 +401,4 @@ def subject_of(question: str) -> Subject:
         groups.append((item,) if kind == "name" else ALIASES[item])
     dotted = {part for group in groups for name in group if "." in name for part in name.split(".")}
     groups = [g for g in dict.fromkeys(groups) if not (len(g) == 1 and g[0] in dotted)]  # `asyncio` in asyncio.gather
-    spelled = [item for group in groups for item in group]
-    names = tuple(dict.fromkeys(i for i in spelled if not i[:1].isalpha() or i not in _ALIAS_PHRASES))
-    phrases = tuple(dict.fromkeys(i for i in spelled if i in _ALIAS_PHRASES))
-    return Subject(names=names, phrases=phrases, groups=tuple(groups))
+    return Subject(groups=tuple(groups))
