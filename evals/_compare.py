@@ -6,18 +6,26 @@ runs share, each with the gate's `paired_bootstrap` on its per-case differences 
 per case), and controls the family-wise false-alarm rate with Holm's step-down procedure:
 sort the p-values, compare the k-th smallest with alpha / (m - k), stop at the first that is not below.
 Why Holm: it needs no assumption about how evaluators correlate (they do, strongly) and is uniformly
-more powerful than plain Bonferroni (docs/decisions/0020-family-wise-gate.md).
+more powerful than plain Bonferroni (docs/decisions/0020-family-wise-gate.md). An evaluator whose every
+paired difference is exactly zero cannot reject at any level, so it is reported but not counted in the
+family (Tarone's refinement): a deterministic evaluator does not cost the others power.
+
+Each evaluator also gets its minimum detectable drop: the true drop this test would catch in 80 % of runs
+with this many cases and this spread of paired differences, by the normal approximation to the bootstrap
+at the family's strictest level (decision 0021).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from statistics import fmean
+from statistics import NormalDist, fmean, pstdev
 
 from evals._gate import CaseScores, GateConfig, PairedTest, case_means, paired_bootstrap
 
-__all__ = ["Comparison", "EvaluatorComparison", "compare", "holm"]
+__all__ = ["Comparison", "EvaluatorComparison", "combine", "compare", "holm", "min_detectable_drop"]
+
+TARGET_POWER = 0.8
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,11 +39,18 @@ class EvaluatorComparison:
     mean_diff: float
     upper_bound: float
     """The one-sided `confidence` upper bound of the mean difference (bootstrap percentile)."""
+    lower_bound: float
+    """With `upper_bound`, the two-sided interval at 2·confidence − 1 (90 % for the gate's 95 %)."""
     p_value: float
     """How often a resampled mean difference is no regression (at least -tolerance)."""
     level: float
-    """The level Holm's procedure held this p-value to (alpha / (m - rank)); 0 when it stopped before it."""
+    """The level Holm's procedure held this p-value to (alpha / (m - rank)); 0 when it stopped before it,
+    or when the evaluator was not tested (every paired difference zero)."""
     regressed: bool
+    min_detectable_drop: float
+    """The drop in this evaluator's mean caught in 80 % of runs like this one (same cases, same spread)."""
+    tested: bool = True
+    """False when both sides scored every case identically: nothing to test, not counted in the family."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +59,11 @@ class Comparison:
 
     evaluators: list[EvaluatorComparison]
     alpha: float
+
+    @property
+    def family_size(self) -> int:
+        """How many tests Holm's procedure shared the false-alarm rate among."""
+        return sum(e.tested for e in self.evaluators)
 
     @property
     def regressed(self) -> bool:
@@ -63,6 +83,26 @@ def holm(p_values: Sequence[float], *, alpha: float) -> list[float]:
         if p_values[index] > levels[index]:
             break
     return levels
+
+
+def min_detectable_drop(diffs: Sequence[float], *, level: float, tolerance: float) -> float:
+    """The true mean drop the one-sided test at `level` catches with TARGET_POWER probability, given the
+    spread of these per-case differences: tolerance + (z(1 - level) + z(power)) * sd / sqrt(n)."""
+    if not diffs:
+        return float("nan")
+    z = NormalDist().inv_cdf
+    standard_error = pstdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else 0.0
+    return tolerance + (z(1 - level) + z(TARGET_POWER)) * standard_error
+
+
+def combine(per_dataset: Mapping[str, CaseScores]) -> CaseScores:
+    """Several datasets as one family: case `d/c` scores `d/e` for each evaluator `e` of dataset `d`, so
+    `compare` tests every (dataset, evaluator) pair on that dataset's cases and decides once for all."""
+    return {
+        f"{dataset}/{case}": {f"{dataset}/{name}": values for name, values in per.items()}
+        for dataset, scores in per_dataset.items()
+        for case, per in scores.items()
+    }
 
 
 def compare(
@@ -97,7 +137,10 @@ def compare(
         )
         if test is not None:  # None: no case in common
             tests.append((name, now, before, test))
-    levels = holm([test.p_value for *_, test in tests], alpha=alpha)
+    informative = [i for i, (_, now, before, _) in enumerate(tests) if any(now[c] != before[c] for c in now)]
+    held = holm([tests[i][3].p_value for i in informative], alpha=alpha)
+    levels = dict(zip(informative, held, strict=True))
+    strictest = alpha / max(1, len(informative))
     evaluators = [
         EvaluatorComparison(
             name=name,
@@ -106,10 +149,15 @@ def compare(
             baseline=fmean(before.values()),
             mean_diff=test.mean_diff,
             upper_bound=test.upper_bound,
+            lower_bound=test.lower_bound,
             p_value=test.p_value,
-            level=level,
-            regressed=level > 0 and test.p_value <= level,
+            level=levels.get(index, 0.0),
+            regressed=levels.get(index, 0.0) > 0 and test.p_value <= levels[index],
+            min_detectable_drop=min_detectable_drop(
+                [now[c] - before[c] for c in now], level=strictest, tolerance=config.tolerance
+            ),
+            tested=index in levels,
         )
-        for (name, now, before, test), level in zip(tests, levels, strict=True)
+        for index, (name, now, before, test) in enumerate(tests)
     ]
     return Comparison(evaluators=evaluators, alpha=alpha)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from pydantic_core import to_json
@@ -10,7 +11,15 @@ from pydantic_evals import Dataset
 from evals._evaluators import CUSTOM_EVALUATORS
 from evals._types import CaseMetadata, EvalInputs, EvalOutput
 
-__all__ = ["SCHEMA_FILE", "ResearchDataset", "default_datasets_dir", "load_dataset", "schema_text", "write_schema"]
+__all__ = [
+    "SCHEMA_FILE",
+    "ResearchDataset",
+    "dataset_version",
+    "default_datasets_dir",
+    "load_dataset",
+    "schema_text",
+    "write_schema",
+]
 
 ResearchDataset = Dataset[EvalInputs, EvalOutput, CaseMetadata]
 
@@ -24,6 +33,11 @@ def default_datasets_dir() -> Path:
 def load_dataset(path: Path) -> ResearchDataset:
     """Validate and load a dataset; unknown evaluators or fields are errors, not silently ignored."""
     return ResearchDataset.from_file(path, custom_evaluator_types=CUSTOM_EVALUATORS)
+
+
+def dataset_version(path: Path) -> str:
+    """The first 12 hex digits of the dataset file's SHA-256: equal versions mean the same cases."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
 SCHEMA_FILE = "research_dataset_schema.json"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any, Final, Literal, cast
 
+from pydantic_ai.models import Model
 from pydantic_ai.settings import ModelSettings
 from pydantic_evals.evaluators import (
     EvaluationReason,
@@ -23,12 +24,14 @@ from pydantic_evals.evaluators import (
 )
 
 from agent.citations import normalize_text, quote_section
+from agent.models import resolve_model, retrying_http_client
 from agent.offline.critic import Cited, grade_answer
 from agent.offline.text_match import (
     contains_phrase,
     is_not_found,
 )
 from agent.review import critic_rubric as shared_rubric
+from agent.settings import Settings
 from evals._types import CaseMetadata, EvalInputs, EvalOutput, StepView
 
 __all__ = [
@@ -401,7 +404,7 @@ JUDGE_VERSION: Final = _judge_version()
 """Content hash of the rubric and the pinned judge settings; baselines record it."""
 
 
-def critic_judge(model: str = DEFAULT_JUDGE_MODEL, *, model_settings: ModelSettings | None = None) -> LLMJudge:
+def critic_judge(model: Model | str = DEFAULT_JUDGE_MODEL, *, model_settings: ModelSettings | None = None) -> LLMJudge:
     """pydantic-evals' `LLMJudge` with our rubric and pinned settings, reporting a `critic` score with reason."""
     return LLMJudge(
         rubric=critic_rubric(),
@@ -434,7 +437,11 @@ def _expectations(meta: CaseMetadata) -> dict[str, Any]:
 
 @dataclass(repr=False)
 class LLMCritic(Evaluator[EvalInputs, EvalOutput, CaseMetadata]):
-    """The critic for real models: `critic_judge` applied to a compact view of the run."""
+    """The critic for real models: `critic_judge` applied to a compact view of the run.
+
+    The judge model is resolved like a run's (`agent.models.resolve_model`): the same OpenAI-compatible
+    server setting, keys, Chat Completions for such servers, and the project's one retry layer.
+    """
 
     model: str = DEFAULT_JUDGE_MODEL
 
@@ -451,12 +458,16 @@ class LLMCritic(Evaluator[EvalInputs, EvalOutput, CaseMetadata]):
             output=critic_view(ctx.output),
             expected_output=_expectations(_metadata(ctx)),
         )
-        return await critic_judge(self.model).evaluate(view)
+        settings = Settings()
+        async with retrying_http_client(settings) as client:
+            judge = resolve_model(self.model, settings=settings, http_client=client)
+            return await critic_judge(judge).evaluate(view)
 
 
 def critic_for(model: str, *, judge_model: str | None = None) -> OfflineCritic | LLMCritic:
-    """The offline model is graded by the deterministic critic; real models by the LLM judge."""
-    if model == "offline" or model.startswith("offline:"):
+    """The offline model is graded by the deterministic critic; real models by the LLM judge, unless the
+    judge asked for is `offline` (scripted models in tests)."""
+    if model == "offline" or model.startswith("offline:") or judge_model == "offline":
         return OfflineCritic()
     return LLMCritic(model=judge_model or DEFAULT_JUDGE_MODEL)
 

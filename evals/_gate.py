@@ -90,6 +90,7 @@ class Baseline(BaseModel):
     git_revision: str | None
     created_at: datetime
     repeat: int = 1
+    dataset_version: str | None = Field(default=None, description="`evals._datasets.dataset_version` when blessed.")
     means: dict[str, float] = Field(default_factory=dict, description="Per evaluator, over cases (for readers).")
     cases: dict[str, dict[str, list[float]]] = Field(description="case → evaluator → score per repeat")
 
@@ -156,6 +157,8 @@ class PairedTest:
     p_value: float = 1.0
     """How often a resampled mean difference is no regression (at least −tolerance): what
     `evals.compare` holds to Holm's levels."""
+    lower_bound: float = float("nan")
+    """The matching lower bound: [lower_bound, upper_bound] is the two-sided 2·confidence − 1 interval."""
 
 
 def paired_bootstrap(
@@ -175,12 +178,13 @@ def paired_bootstrap(
     diffs = [current[case] - baseline[case] for case in common]
     mean_diff = fmean(diffs)
     if all(d == diffs[0] for d in diffs):  # no spread: the bootstrap would only return the mean
-        upper, p_value = mean_diff, 0.0 if mean_diff < -tolerance else 1.0
+        lower, upper, p_value = mean_diff, mean_diff, 0.0 if mean_diff < -tolerance else 1.0
     else:
         rng = random.Random(seed)
         n = len(diffs)
         means = sorted(fmean(rng.choices(diffs, k=n)) for _ in range(resamples))
         upper = means[min(resamples - 1, int(confidence * resamples))]
+        lower = means[int((1 - confidence) * resamples)]
         p_value = (1 + sum(1 for m in means if m >= -tolerance)) / (1 + resamples)
     return PairedTest(
         cases=len(common),
@@ -188,6 +192,7 @@ def paired_bootstrap(
         upper_bound=upper,
         regressed=upper < -tolerance,
         p_value=p_value,
+        lower_bound=lower,
     )
 
 
@@ -200,6 +205,7 @@ def new_baseline(
     repeat: int,
     scores: CaseScores,
     revision: str | None,
+    dataset_version: str | None = None,
 ) -> Baseline:
     names = sorted({name for values in scores.values() for name in values})
     means = {name: round(fmean(case_means(scores, name).values()), 4) for name in names}
@@ -211,6 +217,7 @@ def new_baseline(
         git_revision=revision,
         created_at=datetime.now(UTC).replace(microsecond=0),
         repeat=repeat,
+        dataset_version=dataset_version,
         means=means,
         cases={
             case: {name: [round(v, 4) for v in values] for name, values in sorted(per.items())}

@@ -46,11 +46,13 @@ def _side(rng: random.Random, probabilities: Sequence[float], repeats: int) -> l
     return [sum(rng.random() < p for _ in range(repeats)) / repeats for p in probabilities]
 
 
-def _trial(rng: random.Random, *, cases: int, repeats: int, drop: float, config: GateConfig) -> bool:
-    probabilities = [[rng.betavariate(ALPHA, BETA) for _ in range(cases)] for _ in range(EVALUATORS)]
+def _trial(
+    rng: random.Random, *, cases: int, repeats: int, drop: float, config: GateConfig, evaluators: int = EVALUATORS
+) -> bool:
+    probabilities = [[rng.betavariate(ALPHA, BETA) for _ in range(cases)] for _ in range(evaluators)]
     scale = 1 - drop / (ALPHA / (ALPHA + BETA))
     after = [[p * scale for p in probabilities[0]], *probabilities[1:]]
-    names = [f"evaluator-{i}" for i in range(EVALUATORS)]
+    names = [f"evaluator-{i}" for i in range(evaluators)]
     base_scores = [_side(rng, probs, repeats) for probs in probabilities]
     new_scores = [_side(rng, probs, repeats) for probs in after]
     baseline = {f"case-{c}": {n: [base_scores[i][c]] for i, n in enumerate(names)} for c in range(cases)}
@@ -59,26 +61,49 @@ def _trial(rng: random.Random, *, cases: int, repeats: int, drop: float, config:
 
 
 def simulate(
-    *, cases: int, repeats: int, drop: float, trials: int = 200, seed: int = 1, config: GateConfig | None = None
+    *,
+    cases: int,
+    repeats: int,
+    drop: float,
+    trials: int = 200,
+    seed: int = 1,
+    config: GateConfig | None = None,
+    evaluators: int = EVALUATORS,
 ) -> PowerEstimate:
-    """False-alarm rate on unchanged code and the share of `drop`s caught, over `trials` trials each."""
-    config = (config or GateConfig()).model_copy(update={"resamples": 400})
+    """False-alarm rate on unchanged code and the share of `drop`s caught, over `trials` trials each.
+    `evaluators` is the family's size: a gate run over several datasets tests each dataset's evaluators."""
+    base = config or GateConfig()
+    # Enough resamples that the strictest Holm level, alpha / evaluators, can be reached at all.
+    resamples = max(400, int(4 * evaluators / (1 - base.confidence)))
+    config = base.model_copy(update={"resamples": resamples})
     rng = random.Random(seed)
-    alarms = sum(_trial(rng, cases=cases, repeats=repeats, drop=0.0, config=config) for _ in range(trials))
-    caught = sum(_trial(rng, cases=cases, repeats=repeats, drop=drop, config=config) for _ in range(trials))
+
+    def trial(d: float) -> bool:
+        return _trial(rng, cases=cases, repeats=repeats, drop=d, config=config, evaluators=evaluators)
+
+    alarms = sum(trial(0.0) for _ in range(trials))
+    caught = sum(trial(drop) for _ in range(trials))
     return PowerEstimate(
         cases=cases, repeats=repeats, drop=drop, trials=trials, false_alarm=alarms / trials, caught=caught / trials
     )
 
 
 def min_detectable_drop(
-    *, cases: int, repeats: int, trials: int = 200, seed: int = 1, config: GateConfig | None = None
+    *,
+    cases: int,
+    repeats: int,
+    trials: int = 200,
+    seed: int = 1,
+    config: GateConfig | None = None,
+    evaluators: int = EVALUATORS,
 ) -> float:
     """The smallest drop (to 0.01) caught in TARGET_POWER of trials, by bisection over 0..0.5."""
     low, high = 0.0, 0.5
     while high - low > 0.01:
         middle = (low + high) / 2
-        estimate = simulate(cases=cases, repeats=repeats, drop=middle, trials=trials, seed=seed, config=config)
+        estimate = simulate(
+            cases=cases, repeats=repeats, drop=middle, trials=trials, seed=seed, config=config, evaluators=evaluators
+        )
         low, high = (low, middle) if estimate.caught >= TARGET_POWER else (middle, high)
     return round(high, 2)
 
@@ -91,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cases", type=int, required=True)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--drop", type=float, default=None, help="a drop in one evaluator's mean, e.g. 0.15")
+    parser.add_argument(
+        "--evaluators", type=int, default=EVALUATORS, help="tests in the family (all datasets' evaluators together)"
+    )
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true")
@@ -100,21 +128,30 @@ def _parser() -> argparse.ArgumentParser:
 def power_main(argv: Sequence[str]) -> int:
     """Exit 0, or 2 on a usage error (argparse)."""
     args = _parser().parse_args(list(argv))
-    if args.cases < 2 or args.repeats < 1 or args.trials < 10 or (args.drop is not None and not 0 < args.drop < 1):
-        print("error: need --cases >= 2, --repeats >= 1, --trials >= 10 and 0 < --drop < 1")
+    if (
+        args.cases < 2
+        or args.repeats < 1
+        or args.trials < 10
+        or args.evaluators < 1
+        or (args.drop is not None and not 0 < args.drop < 1)
+    ):
+        print("error: need --cases >= 2, --repeats >= 1, --evaluators >= 1, --trials >= 10 and 0 < --drop < 1")
         return 2
+    common = {"cases": args.cases, "repeats": args.repeats, "trials": args.trials, "seed": args.seed}
+    common["evaluators"] = args.evaluators
     if args.drop is None:
-        drop = min_detectable_drop(cases=args.cases, repeats=args.repeats, trials=args.trials, seed=args.seed)
-        estimate = simulate(cases=args.cases, repeats=args.repeats, drop=drop, trials=args.trials, seed=args.seed)
-        data = {**asdict(estimate), "min_detectable_drop": drop}
+        drop = min_detectable_drop(**common)
+        estimate = simulate(drop=drop, **common)
+        data = {**asdict(estimate), "evaluators": args.evaluators, "min_detectable_drop": drop}
     else:
-        estimate = simulate(cases=args.cases, repeats=args.repeats, drop=args.drop, trials=args.trials, seed=args.seed)
-        data = asdict(estimate)
+        estimate = simulate(drop=args.drop, **common)
+        data = {**asdict(estimate), "evaluators": args.evaluators}
     if args.json:
         print(json.dumps(data))
     else:
         print(
-            f"{args.cases} cases × {args.repeats} repeats, {args.trials} trials each: false alarm on unchanged code "
+            f"{args.cases} cases × {args.repeats} repeats, {args.evaluators} evaluators in the family,"
+            f" {args.trials} trials each: false alarm on unchanged code "
             f"{estimate.false_alarm:.1%}; a {estimate.drop:.2f} drop caught {estimate.caught:.1%}"
             + (
                 f"; smallest drop caught in 80% of trials: {data['min_detectable_drop']:.2f}"

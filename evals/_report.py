@@ -10,10 +10,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from evals._compare import Comparison
 from evals._suite import CaseResult, DatasetResult, SuiteResult
 from evals._verdict import EvaluatorVerdict
 
-__all__ = ["print_summary", "render_markdown", "to_json", "write_reports"]
+__all__ = ["family_line", "print_summary", "quote_block", "render_markdown", "to_json", "write_reports"]
 
 ANSWER_CHARS = 1_500
 CHANGED_CASES = 15
@@ -21,6 +22,25 @@ CHANGED_CASES = 15
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
     return "–" if value is None else format(value, spec)
+
+
+def _interval(v: EvaluatorVerdict) -> str:
+    if v.test is None:
+        return "–"
+    return f"[{v.test.lower_bound:+.3f}, {v.test.upper_bound:+.3f}]"
+
+
+def family_line(family: Comparison | None, *, confidence: float = 0.95) -> str:
+    """How the regression decision was made, for the head of every report."""
+    if family is None:
+        return "No baseline to compare with: thresholds only."
+    untested = len(family.evaluators) - family.family_size
+    return (
+        f"One regression decision over {family.family_size} (dataset, evaluator) tests, Holm–Bonferroni at"
+        f" family-wise α = {family.alpha:.2f}"
+        + (f"; {untested} scored every case identically on both sides and needed no test" if untested else "")
+        + ". MDD: the drop caught in 80 % of runs with these cases, repeats and noise."
+    )
 
 
 def _verdict(v: EvaluatorVerdict) -> str:
@@ -74,7 +94,7 @@ def print_summary(result: SuiteResult, console: Console) -> None:
             else "no baseline"
         )
         table = Table(title=title, caption=caption)
-        for column in ("evaluator", "threshold", "baseline", "current", "Δ", "95% upper Δ", "verdict"):
+        for column in ("evaluator", "threshold", "baseline", "current", "Δ", "90% CI", "MDD", "verdict"):
             table.add_column(column, justify="left" if column in ("evaluator", "verdict") else "right")
         for v in dataset.gate.verdicts:
             style = "" if v.passed else "bold red"
@@ -85,7 +105,8 @@ def print_summary(result: SuiteResult, console: Console) -> None:
                 _fmt(v.baseline),
                 _fmt(v.current),
                 _fmt(diff, "+.3f"),
-                _fmt(v.test.upper_bound if v.test else None, "+.3f"),
+                _interval(v),
+                _fmt(v.min_detectable_drop, ".3f"),
                 _verdict(v) + (f" — {v.note}" if v.note else ""),
                 style=style,
             )
@@ -104,6 +125,9 @@ def print_summary(result: SuiteResult, console: Console) -> None:
             console.print(f"[yellow]note:[/yellow] {note}")
         if dataset.blessed:
             console.print(f"[green]blessed:[/green] wrote {dataset.baseline_file}")
+    console.print(family_line(result.family))
+    for note in result.notes:
+        console.print(f"[bold yellow]note:[/bold yellow] {note}")
 
 
 # --- markdown -----------------------------------------------------------------------------------------
@@ -113,7 +137,7 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _quote_block(text: str) -> str:
+def quote_block(text: str) -> str:
     text = text.strip() or "(no answer)"
     if len(text) > ANSWER_CHARS:
         text = text[: ANSWER_CHARS - 1] + "…"
@@ -141,7 +165,7 @@ def _md_case(case: CaseResult, dataset: DatasetResult) -> list[str]:
             "",
             "**Answer:**" if out.answered else "**Not answered:**",
             "",
-            _quote_block(out.answer),
+            quote_block(out.answer),
             "",
         ]
         if out.unresolved:
@@ -164,6 +188,41 @@ def _md_case(case: CaseResult, dataset: DatasetResult) -> list[str]:
     return [*lines, ""]
 
 
+def _md_changed(dataset: DatasetResult) -> list[str]:
+    """The cases whose scores moved against the baseline, worst first: question, answer, both scores."""
+    if dataset.baseline is None:
+        return []
+    by_name = {case.name: case for case in dataset.cases}
+    moved: dict[str, float] = {}
+    for name, _, then, now in _changed_cases(dataset):
+        moved[name] = moved.get(name, 0.0) + (now if now is not None else 0.0) - (then if then is not None else 0.0)
+    if not moved:
+        return ["", "No case changed against the baseline.", ""]
+    lines = ["", f"### Cases that changed against the baseline ({len(moved)}, worst first)", ""]
+    for name in sorted(moved, key=lambda n: (moved[n], n))[:CHANGED_CASES]:
+        case = by_name.get(name)
+        if case is None:
+            continue
+        before = dataset.baseline.cases.get(name, {})
+        scores = ", ".join(
+            f"{ev} {_fmt(fmean(before[ev]) if before.get(ev) else None, '.2f')} → {_fmt(_case_mean(case, ev), '.2f')}"
+            for ev in sorted(case.scores)
+            if _case_mean(case, ev) != (fmean(before[ev]) if before.get(ev) else None)
+        )
+        answer = case.outputs[0].answer if case.outputs else ""
+        lines += [
+            f"- **{name}** ({scores}): {_md_escape(case.inputs.question)}",
+            "",
+            "  Baseline answer: not recorded in baselines (an A/B run, `--against`, shows both answers).",
+            "",
+            "  Current answer:",
+            "",
+            *("  " + line for line in quote_block(answer).splitlines()),
+            "",
+        ]
+    return lines
+
+
 def render_markdown(result: SuiteResult) -> str:
     status = "PASSED" if result.passed else "FAILED"
     lines = [
@@ -176,31 +235,37 @@ def render_markdown(result: SuiteResult) -> str:
     ]
     if result.failures:
         lines += ["## Why it failed", "", *[f"- {reason}" for reason in result.failures], ""]
+    lines += [*(f"- **note:** {note}" for note in result.notes), "", family_line(result.family), ""]
     for dataset in result.datasets:
         base = dataset.baseline
         lines += [
             f"## {dataset.name} ({len(dataset.cases)} cases): {'passed' if dataset.gate.passed else 'FAILED'}",
             "",
         ]
+        lines += [f"Dataset `{dataset.path.name}` version `{dataset.version}`.", ""]
         if base:
+            changed = base.dataset_version is not None and base.dataset_version != dataset.version
             lines.append(
                 f"Baseline: `{dataset.baseline_file.name}` from `{base.git_revision or '?'}`,"
-                f" {base.created_at:%Y-%m-%d}, prompt `{base.prompt_version}`, judge `{base.judge_version}`."
+                f" {base.created_at:%Y-%m-%d}, prompt `{base.prompt_version}`, judge `{base.judge_version}`,"
+                f" dataset `{base.dataset_version or 'not recorded'}`"
+                + (" (the dataset changed since: only cases in both are compared)." if changed else ".")
             )
             lines.append("")
         lines += [
-            "| evaluator | threshold | baseline | current | Δ | 95% upper Δ | verdict |",
-            "|---|---:|---:|---:|---:|---:|---|",
+            "| evaluator | threshold | baseline | current | Δ | 90% interval | MDD | verdict |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
         ]
         for v in dataset.gate.verdicts:
             diff = v.test.mean_diff if v.test else None
             lines.append(
                 f"| {v.name} | {_fmt(v.threshold, '.2f')} | {_fmt(v.baseline)} | {_fmt(v.current)} |"
-                f" {_fmt(diff, '+.3f')} | {_fmt(v.test.upper_bound if v.test else None, '+.3f')} |"
+                f" {_fmt(diff, '+.3f')} | {_interval(v)} | {_fmt(v.min_detectable_drop, '.3f')} |"
                 f" {_verdict(v)}{' — ' + v.note if v.note else ''} |"
             )
         lines.append("")
         lines += [f"- note: {note}" for note in dataset.gate.notes]
+        lines += _md_changed(dataset)
         cases = sorted(dataset.cases, key=_worst)
         names = sorted({name for case in cases for name in case.scores})
         lines += ["", "### Cases (worst first)", "", "| case | answered | " + " | ".join(names) + " |"]
@@ -243,6 +308,7 @@ def _case_json(case: CaseResult) -> dict[str, Any]:
             for name, values in sorted(case.scores.items())
         },
         "errors": case.errors,
+        "not_run": case.not_run,
     }
 
 
@@ -250,6 +316,12 @@ def to_json(result: SuiteResult) -> dict[str, Any]:
     return {
         "passed": result.passed,
         "failures": result.failures,
+        "notes": result.notes,
+        "prompt_unevaluated": result.prompt_unevaluated,
+        "family_size": result.family.family_size if result.family else 0,
+        "cost": None
+        if result.cost is None
+        else {"limit": float(result.cost.limit), "spent": float(result.cost.spent), "not_run": result.cost.refused},
         "model": result.model,
         "prompt_version": result.prompt_version,
         "judge_version": result.judge_version,
@@ -260,6 +332,7 @@ def to_json(result: SuiteResult) -> dict[str, Any]:
             {
                 "name": d.name,
                 "path": str(d.path),
+                "version": d.version,
                 "passed": d.gate.passed,
                 "baseline": None
                 if d.baseline is None
@@ -274,7 +347,10 @@ def to_json(result: SuiteResult) -> dict[str, Any]:
                         "baseline": v.baseline,
                         "current": v.current,
                         "mean_diff": v.test.mean_diff if v.test else None,
+                        "lower_bound": v.test.lower_bound if v.test else None,
                         "upper_bound": v.test.upper_bound if v.test else None,
+                        "p_value": v.test.p_value if v.test else None,
+                        "min_detectable_drop": v.min_detectable_drop,
                         "below_threshold": v.below_threshold,
                         "regressed": v.regressed,
                         "note": v.note,

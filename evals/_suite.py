@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import yaml
+from pydantic_evals.evaluators import Evaluator
 from pydantic_evals.reporting import EvaluationReport
 
 from agent.errors import ResearchAgentError
 from agent.prompts import research_prompt
 from agent.settings import is_offline_model
-from evals._datasets import ResearchDataset, default_datasets_dir, load_dataset
+from evals._compare import Comparison
+from evals._cost import NOT_RUN, CostCap
+from evals._datasets import ResearchDataset, dataset_version, default_datasets_dir, load_dataset
 from evals._evaluators import critic_for, critic_version
 from evals._gate import (
     Baseline,
@@ -27,7 +31,7 @@ from evals._gate import (
 )
 from evals._task import EvalEnvironment, open_environment
 from evals._types import CaseMetadata, EvalInputs, EvalOutput
-from evals._verdict import GateResult, judge_scores
+from evals._verdict import DatasetScores, GateResult, judge_suite
 
 __all__ = [
     "CaseResult",
@@ -36,6 +40,9 @@ __all__ = [
     "SuiteResult",
     "UsageError",
     "default_dataset_paths",
+    "evaluate_dataset",
+    "load_datasets",
+    "prompt_note",
     "run_suite",
 ]
 
@@ -68,6 +75,10 @@ class SuiteOptions:
     server_url: str | None = None
     """A PostgreSQL server to create the fresh eval database on (default: DATABASE_URL or embedded)."""
     progress: bool = False
+    max_cost: Decimal | None = None
+    """Dollars the whole eval may spend; runs that would pass it are not started (`evals._cost`)."""
+    require_live: bool = False
+    """Fail when the research prompt changed but the model does not read it (the offline model)."""
 
 
 @dataclass(kw_only=True)
@@ -81,6 +92,8 @@ class CaseResult:
     scores: dict[str, list[float]] = field(default_factory=dict)
     reasons: dict[str, list[str]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    not_run: int = 0
+    """Repeats the cost cap did not let start: not scored, and the gate fails."""
 
     def add(self, name: str, value: float, reason: str) -> None:
         self.scores.setdefault(name, []).append(value)
@@ -91,6 +104,8 @@ class CaseResult:
 class DatasetResult:
     name: str
     path: Path
+    version: str = ""
+    """`dataset_version` of the file that ran."""
     cases: list[CaseResult]
     gate: GateResult
     baseline: Baseline | None
@@ -111,14 +126,33 @@ class SuiteResult:
     datasets: list[DatasetResult]
     duration_seconds: float
     blessed: bool = False
+    family: Comparison | None = None
+    """The one regression test over every (dataset, evaluator) pair that has a baseline."""
+    notes: list[str] = field(default_factory=list)
+    """What the run did not judge (a prompt change the model does not read) and similar."""
+    require_live: bool = False
+    prompt_unevaluated: bool = False
+    cost: CostCap | None = None
+
+    @property
+    def not_run(self) -> list[str]:
+        return [f"{d.name}/{c.name} ×{c.not_run}" for d in self.datasets for c in d.cases if c.not_run]
 
     @property
     def passed(self) -> bool:
-        return all(d.gate.passed for d in self.datasets)
+        return not self.failures
 
     @property
     def failures(self) -> list[str]:
-        return [reason for d in self.datasets for reason in d.gate.failures]
+        reasons = [reason for d in self.datasets for reason in d.gate.failures]
+        if self.not_run:
+            reasons.append(
+                f"the cost cap (${self.cost.limit if self.cost else '?'}) stopped the eval:"
+                f" {len(self.not_run)} case(s) not run in full ({', '.join(self.not_run[:5])})"
+            )
+        if self.require_live and self.prompt_unevaluated:
+            reasons.append("--require-live: the research prompt changed and no model that reads it judged the change")
+        return reasons
 
 
 def default_dataset_paths(model: str, directory: Path | None = None) -> list[Path]:
@@ -162,6 +196,9 @@ def collect(report: EvaluationReport[EvalInputs, EvalOutput, CaseMetadata]) -> l
             result.errors.append(f"{failure.name}: {failure.error_message}")
     for failed in report.failures:
         result = case_for(failed.source_case_name or failed.name, failed.inputs, failed.metadata)
+        if NOT_RUN in failed.error_message:
+            result.not_run += 1
+            continue
         result.errors.append(f"run failed: {failed.error_message}")
         for name in names:
             result.add(name, 0.0, f"run failed: {failed.error_message}")
@@ -172,17 +209,18 @@ async def evaluate_dataset(
     dataset: ResearchDataset,
     env: EvalEnvironment,
     *,
-    model: str,
+    critic: Evaluator[EvalInputs, EvalOutput, CaseMetadata],
+    label: str,
     repeat: int = 1,
     max_concurrency: int = 4,
-    judge_model: str | None = None,
+    cap: CostCap | None = None,
     progress: bool = False,
 ) -> list[CaseResult]:
-    """The dataset's own evaluators plus the critic that fits the model."""
-    dataset.evaluators = [*dataset.evaluators, critic_for(model, judge_model=judge_model)]
-    report = await dataset.evaluate(
-        env.research,
-        name=f"{dataset.name} · {model}",
+    """The dataset's own evaluators plus `critic`; with `cap`, a run starts only if its worst case fits."""
+    evaluated = dataset.model_copy(update={"evaluators": [*dataset.evaluators, critic]})
+    report = await evaluated.evaluate(
+        _capped(env.research, cap),
+        name=f"{dataset.name} · {label}",
         max_concurrency=max_concurrency,
         repeat=repeat,
         progress=progress,
@@ -190,56 +228,116 @@ async def evaluate_dataset(
     return collect(report)
 
 
-async def run_suite(options: SuiteOptions) -> SuiteResult:
-    """Run every dataset on one fresh database, gate each against its baseline, bless if asked."""
+def _capped(
+    research: Callable[[EvalInputs], Awaitable[EvalOutput]], cap: CostCap | None
+) -> Callable[[EvalInputs], Awaitable[EvalOutput]]:
+    if cap is None:
+        return research
+
+    async def task(inputs: EvalInputs) -> EvalOutput:
+        cap.reserve()  # NotRun: collected as "not run", not as a failure
+        cost: Decimal | None = None
+        try:
+            output = await research(inputs)
+            cost = Decimal(str(output.cost_usd))
+            return output
+        finally:
+            cap.settle(cost)
+
+    return task
+
+
+def prompt_note(*, before: str, after: str, model: str) -> str | None:
+    """Say so when the prompt changed but this model never reads it: the change was not evaluated."""
+    if before == after or not is_offline_model(model):
+        return None
+    return (
+        f"the research prompt changed ({before} → {after}) but the offline model does not read prompts:"
+        " the prompt change was NOT evaluated (gate it with a real model: --model ... --against origin/main)"
+    )
+
+
+def load_datasets(options: SuiteOptions) -> list[tuple[Path, ResearchDataset]]:
+    """The datasets the options name (default: those for the model), validated; UsageError otherwise."""
+    paths = list(options.datasets) or default_dataset_paths(options.model, default_datasets_dir())
+    return _load(paths, options.model)
+
+
+async def run_suite(options: SuiteOptions, *, cap: CostCap | None = None) -> SuiteResult:
+    """Run every dataset on one fresh database, gate them against their baselines as one family, bless
+    if asked. `cap` bounds the spend (`evals._cost`); runs it refuses are reported as not run."""
     if options.repeat < 1:
         raise UsageError("--repeat must be at least 1")
     if options.max_concurrency < 1:
         raise UsageError("--max-concurrency must be at least 1")
     started = time.perf_counter()
     datasets_dir = default_datasets_dir()
-    paths = list(options.datasets) or default_dataset_paths(options.model, datasets_dir)
-    loaded = _load(paths, options.model)
+    loaded = load_datasets(options)
     baselines_dir = options.baseline_dir or datasets_dir / "baselines"
     config: GateConfig = load_gate_config(options.gate_config or datasets_dir / "gate.yaml")
     judge_version = critic_version(options.model, judge_model=options.judge_model)
     prompt_version = research_prompt().version
     revision = git_revision(datasets_dir.parent)
+    critic = critic_for(options.model, judge_model=options.judge_model)
 
-    results: list[DatasetResult] = []
+    runs: list[tuple[Path, ResearchDataset, list[CaseResult], Path, Baseline | None]] = []
     async with open_environment(options.model, server_url=options.server_url) as env:
         for path, dataset in loaded:
             cases = await evaluate_dataset(
                 dataset,
                 env,
-                model=options.model,
+                critic=critic,
+                label=options.model,
                 repeat=options.repeat,
                 max_concurrency=options.max_concurrency,
-                judge_model=options.judge_model,
+                cap=cap,
                 progress=options.progress,
             )
             file = baseline_path(baselines_dir, dataset.name, options.model)
-            baseline = load_baseline(file)
-            scores = {case.name: case.scores for case in cases}
-            gate = judge_scores(dataset.name, scores, baseline, config=config, judge_version=judge_version)
-            result = DatasetResult(
-                name=dataset.name, path=path, cases=cases, gate=gate, baseline=baseline, baseline_file=file
+            runs.append((path, dataset, cases, file, load_baseline(file)))
+    gates, family = judge_suite(
+        [
+            DatasetScores(name=dataset.name, current={c.name: c.scores for c in cases}, baseline=baseline)
+            for _, dataset, cases, _, baseline in runs
+        ],
+        config=config,
+        judge_version=judge_version,
+    )
+    results: list[DatasetResult] = []
+    for (path, dataset, cases, file, baseline), gate in zip(runs, gates, strict=True):
+        result = DatasetResult(
+            name=dataset.name,
+            path=path,
+            version=dataset_version(path),
+            cases=cases,
+            gate=gate,
+            baseline=baseline,
+            baseline_file=file,
+        )
+        if options.bless:
+            save_baseline(
+                file,
+                new_baseline(
+                    dataset=dataset.name,
+                    model=options.model,
+                    prompt_version=prompt_version,
+                    judge_version=judge_version,
+                    repeat=options.repeat,
+                    scores={case.name: case.scores for case in cases},
+                    revision=revision,
+                    dataset_version=dataset_version(path),
+                ),
             )
-            if options.bless:
-                save_baseline(
-                    file,
-                    new_baseline(
-                        dataset=dataset.name,
-                        model=options.model,
-                        prompt_version=prompt_version,
-                        judge_version=judge_version,
-                        repeat=options.repeat,
-                        scores=scores,
-                        revision=revision,
-                    ),
-                )
-                result.blessed = True
-            results.append(result)
+            result.blessed = True
+        results.append(result)
+    notes = sorted(
+        {
+            note
+            for _, _, _, _, baseline in runs
+            if baseline is not None
+            and (note := prompt_note(before=baseline.prompt_version, after=prompt_version, model=options.model))
+        }
+    )
     return SuiteResult(
         model=options.model,
         prompt_version=prompt_version,
@@ -249,4 +347,9 @@ async def run_suite(options: SuiteOptions) -> SuiteResult:
         datasets=results,
         duration_seconds=time.perf_counter() - started,
         blessed=options.bless,
+        family=family,
+        notes=notes,
+        require_live=options.require_live,
+        prompt_unevaluated=bool(notes),
+        cost=cap,
     )

@@ -31,7 +31,7 @@ from budgets import Budget
 from evals._types import CriticVerdict, EvalInputs, EvalOutput, SourceText, StepView
 from tools import CorpusSearchBackend, CorpusStore, SearchBackend, ensure_python_docs
 
-__all__ = ["EvalEnvironment", "critic_verdict", "open_environment"]
+__all__ = ["EvalEnvironment", "critic_verdict", "eval_server", "open_environment"]
 
 
 @dataclass(kw_only=True)
@@ -145,9 +145,10 @@ async def _fresh_database(admin_url: str) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def _server_url() -> AsyncIterator[str]:
-    """`DATABASE_URL`'s server when set, else an embedded server in a temporary directory."""
-    configured = os.environ.get("RESEARCH_AGENT_DATABASE_URL") or os.environ.get("DATABASE_URL")
+async def eval_server(url: str | None = None) -> AsyncIterator[str]:
+    """`url`, else `DATABASE_URL`'s server when set, else an embedded server in a temporary directory
+    (one per process: two embedded servers in one process trip over each other's startup lock)."""
+    configured = url or os.environ.get("RESEARCH_AGENT_DATABASE_URL") or os.environ.get("DATABASE_URL")
     if configured:
         yield configured
         return
@@ -169,9 +170,9 @@ async def open_environment(
     budget: Budget | None = None,
     max_connections: int = 10,
 ) -> AsyncIterator[EvalEnvironment]:
-    """An environment on a fresh database; `server_url` picks the server (default: see `_server_url`)."""
+    """An environment on a fresh database; `server_url` picks the server (default: see `eval_server`)."""
     async with (
-        _server_url() if server_url is None else _given(server_url) as admin_url,
+        eval_server(server_url) as admin_url,
         _fresh_database(admin_url) as url,
     ):
         pool = await create_pool(url, max_size=max_connections)
@@ -183,8 +184,3 @@ async def open_environment(
                 yield EvalEnvironment(model=model, pool=pool, settings=settings, budget=budget or Budget())
         finally:
             await pool.close()
-
-
-@asynccontextmanager
-async def _given(url: str) -> AsyncIterator[str]:
-    yield url

@@ -1,15 +1,16 @@
-"""A dataset's verdict: each evaluator's mean against its threshold and, as one family, against the
-committed baseline (`evals.compare`)."""
+"""Each dataset's verdict: every evaluator's mean against its threshold and, as ONE family across all the
+datasets of a gate run, against the committed baselines (`evals.compare` on `combine`d scores)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import fmean
 
-from evals._compare import compare
+from evals._compare import Comparison, combine, compare
 from evals._gate import Baseline, CaseScores, GateConfig, PairedTest, case_means
 
-__all__ = ["EvaluatorVerdict", "GateResult", "judge_scores"]
+__all__ = ["DatasetScores", "EvaluatorVerdict", "GateResult", "judge_scores", "judge_suite"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -22,6 +23,8 @@ class EvaluatorVerdict:
     test: PairedTest | None
     below_threshold: bool
     note: str = ""
+    min_detectable_drop: float | None = None
+    """The drop the family's test would catch in 80 % of runs like this one; None without a comparison."""
 
     @property
     def regressed(self) -> bool:
@@ -56,6 +59,38 @@ class GateResult:
         return reasons
 
 
+@dataclass(frozen=True, kw_only=True)
+class DatasetScores:
+    """One dataset's scores in a gate run, and the baseline they are held to (None: thresholds only)."""
+
+    name: str
+    current: CaseScores
+    baseline: Baseline | None
+
+
+def judge_suite(
+    datasets: Sequence[DatasetScores], *, config: GateConfig, judge_version: str
+) -> tuple[list[GateResult], Comparison | None]:
+    """Every dataset against its thresholds, and all of them against their baselines as one family, so
+    the false-alarm rate is controlled for the gate run as a whole (decision 0021)."""
+    compared = [d for d in datasets if d.baseline is not None]
+    skip = {
+        f"{d.name}/critic" for d in compared if d.baseline is not None and d.baseline.judge_version != judge_version
+    }
+    family = (
+        compare(
+            combine({d.name: d.current for d in compared}),
+            combine({d.name: d.baseline.cases for d in compared if d.baseline is not None}),
+            config=config,
+            skip=skip,
+        )
+        if compared
+        else None
+    )
+    results = [_judge_one(d, family, config=config, judge_version=judge_version) for d in datasets]
+    return results, family
+
+
 def judge_scores(
     dataset: str,
     current: CaseScores,
@@ -64,17 +99,29 @@ def judge_scores(
     config: GateConfig,
     judge_version: str,
 ) -> GateResult:
-    """Compare `current` with the thresholds and, where comparable, with the baseline."""
+    """One dataset on its own: its evaluators are the whole family."""
+    results, _ = judge_suite(
+        [DatasetScores(name=dataset, current=current, baseline=baseline)], config=config, judge_version=judge_version
+    )
+    return results[0]
+
+
+def _judge_one(
+    scores: DatasetScores, family: Comparison | None, *, config: GateConfig, judge_version: str
+) -> GateResult:
+    dataset, current, baseline = scores.name, scores.current, scores.baseline
     thresholds = config.thresholds_for(dataset)
     notes: list[str] = []
     if baseline is None:
         notes.append("no baseline for this dataset and model: thresholds only (run with --bless to record one)")
     names = sorted({name for values in current.values() for name in values} | set(thresholds))
     judge_changed = baseline is not None and baseline.judge_version != judge_version
-    family = (
-        compare(current, baseline.cases, config=config, skip={"critic"} if judge_changed else ()) if baseline else None
+    prefix = f"{dataset}/"
+    tested = (
+        {e.name.removeprefix(prefix): e for e in family.evaluators if e.name.startswith(prefix)}
+        if family is not None and baseline is not None
+        else {}
     )
-    tested = {e.name: e for e in family.evaluators} if family is not None else {}
     verdicts: list[EvaluatorVerdict] = []
     for name in names:
         now = case_means(current, name)
@@ -85,13 +132,20 @@ def judge_scores(
         before = case_means(baseline.cases, name) if baseline is not None else {}
         test: PairedTest | None = None
         note = ""
+        detectable: float | None = None
         if name == "critic" and judge_changed and baseline is not None:
             note = f"judge changed ({baseline.judge_version} → {judge_version}): thresholds only"
         elif name in tested:
             one = tested[name]
             test = PairedTest(
-                cases=one.cases, mean_diff=one.mean_diff, upper_bound=one.upper_bound, regressed=one.regressed
+                cases=one.cases,
+                mean_diff=one.mean_diff,
+                upper_bound=one.upper_bound,
+                lower_bound=one.lower_bound,
+                regressed=one.regressed,
+                p_value=one.p_value,
             )
+            detectable = one.min_detectable_drop
         common = set(now) & set(before)
         verdicts.append(
             EvaluatorVerdict(
@@ -103,6 +157,7 @@ def judge_scores(
                 test=test,
                 below_threshold=threshold is not None and current_mean < threshold - 1e-9,
                 note=note,
+                min_detectable_drop=detectable,
             )
         )
     if baseline is not None:

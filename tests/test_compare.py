@@ -54,14 +54,52 @@ def test_holm_holds_each_p_value_to_a_stricter_level_than_alone() -> None:
 
 def test_a_marginal_drop_in_one_of_five_is_not_a_family_regression() -> None:
     # 4 of 40 cases lose a point: a resample shows no drop only when it misses all four, (36/40)^40 ~ 1.5 %.
-    base = {name: [1.0] * 40 for name in "abcde"}
-    after = {**base, "a": [0.0] * 4 + [1.0] * 36}
+    # The other four evaluators move case by case without moving their means: tested, and not regressed.
+    base = {"a": [1.0] * 40, **{name: [1.0, 0.0] * 20 for name in "bcde"}}
+    after = {"a": [0.0] * 4 + [1.0] * 36, **{name: [0.0, 1.0] * 20 for name in "bcde"}}
     config = GateConfig(resamples=2000, tolerance=0.0)
     alone = compare(_scores({"a": after["a"]}), _scores({"a": base["a"]}), config=config)
     family = compare(_scores(after), _scores(base), config=config)
     assert 0.01 < alone["a"].p_value < 0.05
     assert alone.regressed  # tested alone at 5 %, a regression
     assert family["a"].level == pytest.approx(0.05 / 5) and not family.regressed  # one of five: held to 1 %
+
+
+def test_evaluators_that_scored_every_case_the_same_are_not_counted_in_the_family() -> None:
+    # The same marginal drop as above, next to four deterministic evaluators that did not move: they
+    # cannot reject at any level, so they do not make the one that moved pay for them (Tarone).
+    base = {name: [1.0] * 40 for name in "abcde"}
+    after = {**base, "a": [0.0] * 4 + [1.0] * 36}
+    config = GateConfig(resamples=2000, tolerance=0.0)
+    result = compare(_scores(after), _scores(base), config=config)
+    assert result.family_size == 1
+    assert [e.name for e in result.evaluators if not e.tested] == ["b", "c", "d", "e"]
+    assert result["a"].level == pytest.approx(0.05) and result.regressed
+
+
+def test_the_minimum_detectable_drop_grows_with_noise_and_shrinks_with_cases() -> None:
+    rng = random.Random(5)
+    noisy = {name: _binary(rng, 0.7, 40) for name in ("a", "b")}
+    other = {name: _binary(rng, 0.7, 40) for name in ("a", "b")}
+    few = compare(_scores(noisy), _scores(other), config=CONFIG)
+    many = compare(
+        _scores({n: v * 4 for n, v in noisy.items()}), _scores({n: v * 4 for n, v in other.items()}), config=CONFIG
+    )
+    assert many["a"].min_detectable_drop < few["a"].min_detectable_drop  # 4x the cases: about half the drop
+    assert many["a"].min_detectable_drop == pytest.approx(
+        CONFIG.tolerance + (few["a"].min_detectable_drop - CONFIG.tolerance) / 2, rel=0.01
+    )
+    same = compare(_scores(noisy), _scores(noisy), config=CONFIG)
+    assert same["a"].min_detectable_drop == pytest.approx(CONFIG.tolerance)  # no noise: beyond tolerance
+
+
+def test_datasets_combine_into_one_family() -> None:
+    from evals import combine
+
+    one = _scores({"a": [1.0, 0.0, 1.0]})
+    combined = combine({"x": one, "y": one})
+    assert set(combined) == {"x/case-0", "x/case-1", "x/case-2", "y/case-0", "y/case-1", "y/case-2"}
+    assert combined["y/case-1"] == {"y/a": [0.0]}
 
 
 def test_skipped_and_one_sided_evaluators_are_left_out() -> None:
