@@ -32,7 +32,7 @@ from evals._suite import SuiteOptions, UsageError, load_datasets
 from evals._task import eval_server
 from evals._types import CaseMetadata, EvalInputs, EvalOutput
 
-__all__ = ["ABDataset", "ABOptions", "ABResult", "run_ab", "worktree"]
+__all__ = ["ABDataset", "ABOptions", "ABResult", "resolve_revision", "run_ab", "worktree"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,13 +137,18 @@ class ABResult:
         return not self.failures
 
 
+def resolve_revision(repo: Path, ref: str) -> str:
+    """The commit `ref` names in `repo`; UsageError when it names none (checked before anything starts)."""
+    try:
+        return _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except subprocess.CalledProcessError as exc:
+        raise UsageError(f"--against {ref}: not a revision of the git repository at {repo}") from exc
+
+
 @contextmanager
 def worktree(repo: Path, ref: str) -> Iterator[tuple[Path, str]]:
     """`ref` checked out (detached) in a temporary git worktree, removed afterwards; yields (path, commit)."""
-    try:
-        commit = _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
-    except subprocess.CalledProcessError as exc:
-        raise UsageError(f"--against {ref}: not a revision of the git repository at {repo}") from exc
+    commit = resolve_revision(repo, ref)
     with tempfile.TemporaryDirectory(prefix="ra-evals-worktree-") as tmp:
         path = Path(tmp) / "base"
         _git(repo, "worktree", "add", "--detach", "--quiet", str(path), commit)
@@ -193,6 +198,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 async def run_ab(options: ABOptions) -> ABResult:
     """Run both sides, round by round, and decide once for every (dataset, evaluator) they share.
     Both sides get fresh databases on one server (`DATABASE_URL`'s, or one embedded for the job)."""
+    if options.against is not None:
+        resolve_revision(options.repo or PROJECT_ROOT, options.against)  # a typo fails before a server starts
     async with eval_server(options.server_url) as server_url:
         return await _run_ab(replace(options, server_url=server_url))
 

@@ -45,7 +45,7 @@ def changed_cases(dataset: ABDataset) -> list[tuple[float, SideCase, SideCase]]:
 def _verdict(e: EvaluatorComparison) -> str:
     if e.regressed:
         return "REGRESSED"
-    return "ok" if e.tested else "ok (identical)"
+    return "ok" if e.tested else "same"
 
 
 def _side_line(info: SideInfo) -> str:
@@ -188,8 +188,10 @@ def print_ab_summary(result: ABResult, console: Console) -> None:
     table = Table(
         title=f"A/B: {result.base.label} {result.base.model} vs {result.current.label} {result.current.model}"
     )
-    for column in ("evaluator", "base", "current", "Δ", "90% interval", "MDD", "verdict"):
-        table.add_column(column, justify="left" if column in ("evaluator", "verdict") else "right")
+    table.add_column("evaluator", overflow="fold")
+    for column in ("base", "current", "Δ", "90% CI", "MDD"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("verdict")
     for e in result.family.evaluators:
         table.add_row(
             e.name,

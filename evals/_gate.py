@@ -93,6 +93,9 @@ class Baseline(BaseModel):
     dataset_version: str | None = Field(default=None, description="`evals._datasets.dataset_version` when blessed.")
     means: dict[str, float] = Field(default_factory=dict, description="Per evaluator, over cases (for readers).")
     cases: dict[str, dict[str, list[float]]] = Field(description="case → evaluator → score per repeat")
+    answers: dict[str, str] = Field(
+        default_factory=dict, description="case → its first run's answer (shortened), for reports and review"
+    )
 
 
 def model_slug(model: str) -> str:
@@ -110,13 +113,19 @@ def load_baseline(path: Path) -> Baseline | None:
 
 
 def save_baseline(path: Path, baseline: Baseline) -> None:
-    """Indented JSON with one line per case, so a re-bless reads as a per-case diff in review."""
+    """Indented JSON with one line per case (scores, then answers), so a re-bless reads as a per-case diff
+    in review: which scores moved, and what the answer now says."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = baseline.model_dump(mode="json")
-    cases = data.pop("cases")
+    sections = {key: data.pop(key) for key in ("cases", "answers")}
     head = json.dumps(data, indent=2).removesuffix("\n}")
-    rows = ",\n".join(f"    {json.dumps(name)}: {json.dumps(scores)}" for name, scores in cases.items())
-    path.write_text(f'{head},\n  "cases": {{\n{rows}\n  }}\n}}\n', encoding="utf-8")
+    blocks = [
+        f'  "{key}": {{\n'
+        + ",\n".join(f"    {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in rows.items())
+        + "\n  }"
+        for key, rows in sections.items()
+    ]
+    path.write_text(head + ",\n" + ",\n".join(blocks) + "\n}\n", encoding="utf-8")
 
 
 def git_revision(cwd: Path | None = None) -> str | None:
@@ -206,6 +215,7 @@ def new_baseline(
     scores: CaseScores,
     revision: str | None,
     dataset_version: str | None = None,
+    answers: Mapping[str, str] | None = None,
 ) -> Baseline:
     names = sorted({name for values in scores.values() for name in values})
     means = {name: round(fmean(case_means(scores, name).values()), 4) for name in names}
@@ -223,4 +233,14 @@ def new_baseline(
             case: {name: [round(v, 4) for v in values] for name, values in sorted(per.items())}
             for case, per in sorted(scores.items())
         },
+        answers={case: shorten(text) for case, text in sorted((answers or {}).items())},
     )
+
+
+ANSWER_CHARS = 600
+
+
+def shorten(text: str, limit: int = ANSWER_CHARS) -> str:
+    """One line of at most `limit` characters: enough to see what an answer says in a diff."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -213,7 +213,9 @@ def _md_changed(dataset: DatasetResult) -> list[str]:
         lines += [
             f"- **{name}** ({scores}): {_md_escape(case.inputs.question)}",
             "",
-            "  Baseline answer: not recorded in baselines (an A/B run, `--against`, shows both answers).",
+            "  Baseline answer:",
+            "",
+            *("  " + line for line in quote_block(dataset.baseline.answers.get(name, "(not recorded)")).splitlines()),
             "",
             "  Current answer:",
             "",

@@ -216,7 +216,13 @@ class CheckoutSide:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        out, err = await process.communicate()
+        try:
+            out, err = await process.communicate()
+        except BaseException:  # Ctrl-C or a failed sibling side: do not leave the base's eval running
+            if process.returncode is None:
+                process.kill()
+                await asyncio.shield(process.wait())
+            raise
         return process.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
 
     async def run_round(self) -> Round:

@@ -326,6 +326,7 @@ async def run_suite(options: SuiteOptions, *, cap: CostCap | None = None) -> Sui
                     scores={case.name: case.scores for case in cases},
                     revision=revision,
                     dataset_version=dataset_version(path),
+                    answers={case.name: case.outputs[0].answer for case in cases if case.outputs},
                 ),
             )
             result.blessed = True

@@ -118,6 +118,12 @@ async def test_unchecked_citations_with_fabricated_quotes_fail_on_grounding(
     text = markdown.read_text(encoding="utf-8")
     assert text.startswith("# Eval report: FAILED") and "grounding regressed" in text
     assert "**Question:** What does the nonlocal statement do?" in text and "quote not in" in text
+    # Before the per-case detail: the cases that moved, worst first, each with both answers.
+    changed = text.index("### Cases that changed against the baseline")
+    assert changed < text.index("### Cases (worst first)")
+    block = text[changed : text.index("### Cases (worst first)")]
+    assert "Baseline answer:" in block and "Current answer:" in block and "In other words" in block
+    assert "(not recorded)" not in block  # the blessed baseline kept each case's answer
     assert '"passed": false' in data.read_text(encoding="utf-8")
 
 

@@ -399,12 +399,17 @@ def test_baseline_round_trips_as_json(tmp_path: Path) -> None:
         repeat=2,
         scores=scores,
         revision="abc",
+        answers={"a": "Line one.\n\nLine two — “quoted”.", "b": "x" * 700},
     )
     path = baseline_path(tmp_path, "python_reference", "openai:gpt-4.1-mini")
     assert path.name == "python_reference.openai-gpt-4.1-mini.json"
     save_baseline(path, base)
     loaded = load_baseline(path)
     assert loaded == base and loaded is not None and loaded.means == {"grounding": 0.5}  # mean of case means
+    assert loaded.answers["a"] == "Line one. Line two — “quoted”."  # one line, readable in a diff
+    assert len(loaded.answers["b"]) == 600 and loaded.answers["b"].endswith("…")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert sum(line.startswith('    "a": ') for line in lines) == 2  # one line for its scores, one for its answer
     assert model_slug("offline") == "offline"
     assert load_baseline(tmp_path / "missing.json") is None
 
