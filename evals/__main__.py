@@ -37,6 +37,7 @@ from tools import FetchError, SearchBackendError
 EXIT_PASSED = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -182,6 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted:[/yellow] the eval stopped; no report was written and nothing was blessed")
+        return EXIT_INTERRUPTED
     except (BudgetExceeded, SpendGate, FetchError, SearchBackendError):
         raise  # `tools`/`budgets` errors share the root but are not usage errors: a traceback, as before
     except ResearchAgentError as exc:  # configuration, database

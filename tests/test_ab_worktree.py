@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -101,3 +103,44 @@ def test_a_prompt_change_under_the_offline_model_is_flagged_not_evaluated(tmp_pa
     assert markdown.startswith("# A/B eval: FAILED")
     assert "the prompt change was NOT evaluated" in markdown
     assert _git(project, "worktree", "list").count("\n") == 0  # the temporary worktree was removed
+
+
+def _children_running(marker: str) -> list[int]:
+    """Processes whose command line mentions `marker` (the base side's `python -m evals` in the worktree)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if marker in command and "--baseline-dir" in command:
+                found.append(int(entry.name))
+    return found
+
+
+def test_ctrl_c_stops_both_sides_and_removes_the_worktree(tmp_path: Path, postgres_url: str) -> None:
+    project = tmp_path / "project"
+    _copy_project(project)
+    env = {**os.environ, "DATABASE_URL": postgres_url, "LOGFIRE_IGNORE_NO_CONFIG": "1", "PYTHONPATH": str(project)}
+    env.pop("RESEARCH_AGENT_DATABASE_URL", None)
+    dataset = project / "datasets" / "python_reference.yaml"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evals", "--against", "HEAD", "--dataset", str(dataset), "--repeat", "3"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal
+    )
+    deadline = time.monotonic() + 120
+    while not _children_running("ra-evals-worktree-"):  # the base revision's eval has started
+        assert process.poll() is None and time.monotonic() < deadline, "the base side never started"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    assert "interrupted: the eval stopped" in output and "Traceback" not in output
+    assert _children_running("ra-evals-worktree-") == []  # the base side did not outlive it
+    assert _git(project, "worktree", "list").count("\n") == 0  # and its worktree is gone
