@@ -28,7 +28,7 @@ from evals._datasets import default_datasets_dir
 from evals._evaluators import critic_for, critic_version
 from evals._gate import CaseScores, load_gate_config
 from evals._sides import CheckoutSide, InProcessSide, Round, Side, SideCase, SideInfo
-from evals._suite import SuiteOptions, UsageError, load_datasets
+from evals._suite import SuiteOptions, UsageError, load_datasets, prompt_note, run_failures
 from evals._task import eval_server
 from evals._types import CaseMetadata, EvalInputs, EvalOutput
 
@@ -84,10 +84,17 @@ class ABResult:
     max_cost: Decimal | None = None
 
     @property
+    def prompt_note(self) -> str | None:
+        """Set when the prompts differ but a side's model never reads them: the change was not evaluated."""
+        return prompt_note(
+            before=self.base.prompt_version,
+            after=self.current.prompt_version,
+            reads_prompt=self.base.reads_prompt and self.current.reads_prompt,
+        )
+
+    @property
     def prompt_unevaluated(self) -> bool:
-        """The prompts differ but a side's model never reads them: the change was not evaluated."""
-        differ = self.base.prompt_version != self.current.prompt_version
-        return differ and not (self.base.reads_prompt and self.current.reads_prompt)
+        return self.prompt_note is not None
 
     @property
     def not_run(self) -> list[str]:
@@ -123,14 +130,12 @@ class ABResult:
                 f"{len(self.errors)} run(s) or evaluator(s) failed, so those cases were not judged; first: "
                 + self.errors[0][:300]
             )
-        if self.not_run:
-            reasons.append(
-                f"the cost cap (${self.max_cost}) stopped the eval: {len(self.not_run)} case(s) not run in full"
-                f" ({', '.join(self.not_run[:5])})"
-            )
-        if self.require_live and self.prompt_unevaluated:
-            reasons.append("--require-live: the research prompt changed and no model that reads it judged the change")
-        return reasons
+        return reasons + run_failures(
+            not_run=self.not_run,
+            cost_limit=self.max_cost,
+            require_live=self.require_live,
+            prompt_unevaluated=self.prompt_unevaluated,
+        )
 
     @property
     def passed(self) -> bool:
@@ -307,12 +312,8 @@ async def _run_ab(options: ABOptions) -> ABResult:
         require_live=options.require_live,
         max_cost=options.max_cost,
     )
-    if result.prompt_unevaluated:
-        result.notes.insert(
-            0,
-            f"the research prompt differs ({base.info.prompt_version} → {current.info.prompt_version}) but the"
-            " offline model does not read prompts: the prompt change was NOT evaluated",
-        )
+    if result.prompt_note:
+        result.notes.insert(0, result.prompt_note)
     return result
 
 

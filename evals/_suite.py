@@ -43,6 +43,7 @@ __all__ = [
     "evaluate_dataset",
     "load_datasets",
     "prompt_note",
+    "run_failures",
     "run_suite",
 ]
 
@@ -144,15 +145,28 @@ class SuiteResult:
 
     @property
     def failures(self) -> list[str]:
-        reasons = [reason for d in self.datasets for reason in d.gate.failures]
-        if self.not_run:
-            reasons.append(
-                f"the cost cap (${self.cost.limit if self.cost else '?'}) stopped the eval:"
-                f" {len(self.not_run)} case(s) not run in full ({', '.join(self.not_run[:5])})"
-            )
-        if self.require_live and self.prompt_unevaluated:
-            reasons.append("--require-live: the research prompt changed and no model that reads it judged the change")
-        return reasons
+        return [reason for d in self.datasets for reason in d.gate.failures] + run_failures(
+            not_run=self.not_run,
+            cost_limit=self.cost.limit if self.cost else None,
+            require_live=self.require_live,
+            prompt_unevaluated=self.prompt_unevaluated,
+        )
+
+
+def run_failures(
+    *, not_run: Sequence[str], cost_limit: Decimal | None, require_live: bool, prompt_unevaluated: bool
+) -> list[str]:
+    """What fails any gate run besides its scores: cases the cost cap did not run, and (with
+    --require-live) a prompt change no model that reads prompts has judged."""
+    reasons: list[str] = []
+    if not_run:
+        reasons.append(
+            f"the cost cap (${cost_limit}) stopped the eval: {len(not_run)} case(s) not run in full"
+            f" ({', '.join(not_run[:5])})"
+        )
+    if require_live and prompt_unevaluated:
+        reasons.append("--require-live: the research prompt changed and no model that reads it judged the change")
+    return reasons
 
 
 def default_dataset_paths(model: str, directory: Path | None = None) -> list[Path]:
@@ -247,9 +261,9 @@ def _capped(
     return task
 
 
-def prompt_note(*, before: str, after: str, model: str) -> str | None:
-    """Say so when the prompt changed but this model never reads it: the change was not evaluated."""
-    if before == after or not is_offline_model(model):
+def prompt_note(*, before: str, after: str, reads_prompt: bool) -> str | None:
+    """Say so when the prompt changed but the model never reads it: the change was not evaluated."""
+    if before == after or reads_prompt:
         return None
     return (
         f"the research prompt changed ({before} → {after}) but the offline model does not read prompts:"
@@ -336,7 +350,13 @@ async def run_suite(options: SuiteOptions, *, cap: CostCap | None = None) -> Sui
             note
             for _, _, _, _, baseline in runs
             if baseline is not None
-            and (note := prompt_note(before=baseline.prompt_version, after=prompt_version, model=options.model))
+            and (
+                note := prompt_note(
+                    before=baseline.prompt_version,
+                    after=prompt_version,
+                    reads_prompt=not is_offline_model(options.model),
+                )
+            )
         }
     )
     return SuiteResult(
