@@ -67,6 +67,15 @@ class BudgetGuard(AbstractCapability[Any]):
     """The tools and instructions of the last request, for estimating the next one (`shortfall`)."""
     _warned: set[str] = field(default_factory=set)
     _reserved: Decimal | None = None
+    _allowance: int | None = None
+    """The `max_tokens` the last request was sent with."""
+    crossed: BudgetExceeded | None = None
+    """Set when a response took the run past its token cap (the provider ignored `max_tokens`)."""
+
+    def raise_if_crossed(self) -> None:
+        """Stop the run once the crossing response is committed, before its tool calls or its answer are used."""
+        if self.crossed is not None:
+            raise self.crossed
 
     @property
     def elapsed(self) -> float:
@@ -106,6 +115,7 @@ class BudgetGuard(AbstractCapability[Any]):
                 )
             )
         settings["max_tokens"] = allowance
+        self._allowance = allowance
         return dataclasses.replace(request_context, model_settings=settings)
 
     async def after_model_request(
@@ -117,7 +127,22 @@ class BudgetGuard(AbstractCapability[Any]):
         if self._reserved is not None and self.hooks.settle is not None:
             await self.hooks.settle(self._reserved, actual)
         self._reserved = None
-        tokens = ctx.usage.input_tokens + ctx.usage.output_tokens + response.usage.total_tokens
+        tokens = ctx.usage.input_tokens + ctx.usage.output_tokens  # pydantic-ai has counted this response
+        cap_usd = self.budget.max_cost_usd
+        if cap_usd is not None and self.spent_usd > cap_usd:  # the same provider fault, priced
+            self.crossed = BudgetExceeded(
+                "cost",
+                f"cost cap crossed by the provider: ${self.spent_usd:.4f} of ${cap_usd} after a response of"
+                f" {response.usage.output_tokens} output tokens, though max_tokens was {self._allowance}",
+            )
+        elif tokens > self.budget.max_tokens:
+            # Only a provider that ignored the trimmed `max_tokens` (or misreported usage) gets here. The response
+            # is paid for: it is kept and counted, and `raise_if_crossed` stops the run before anything acts on it.
+            self.crossed = BudgetExceeded(
+                "tokens",
+                f"token cap crossed by the provider: {tokens} of {self.budget.max_tokens} tokens after a response"
+                f" of {response.usage.output_tokens} output tokens, though max_tokens was {self._allowance}",
+            )
         self._warn_near("turns", ctx.usage.requests + 1, self.budget.max_turns)
         self._warn_near("tokens", tokens, self.budget.max_tokens)
         self._warn_near("wall_time", self.elapsed, self.budget.max_wall_seconds)

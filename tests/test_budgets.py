@@ -9,9 +9,10 @@ from decimal import Decimal
 import pytest
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.usage import RequestUsage
 
 from agent.api import Runtime
-from budgets import DEFAULT_OUTPUT_ALLOWANCE, MIN_OUTPUT_ALLOWANCE, Budget
+from budgets import DEFAULT_OUTPUT_ALLOWANCE, MIN_OUTPUT_ALLOWANCE, Budget, ModelPrice
 from tests._http_server import LocalHTTPServer, Response
 from tests._web import install_web
 
@@ -83,6 +84,31 @@ async def test_token_cap_is_never_overshot(runtime: Runtime) -> None:
     assert result.status == "budget_exceeded" and result.stop_reason == "tokens"
     assert result.usage.input_tokens + result.usage.output_tokens <= 40_000
     assert len(calls) >= 2
+
+
+async def test_a_provider_that_ignores_max_tokens_is_counted_and_the_run_stops(runtime: Runtime) -> None:
+    calls: list[dict[str, object]] = []
+
+    def ignores_max_tokens(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        calls.append(dict(info.model_settings or {}))
+        # Like a provider that disregards max_tokens: 30,000 output tokens whatever the request allowed.
+        return ModelResponse(
+            parts=[ToolCallPart("record_plan", {"sub_questions": [f"sub-question {_turn(messages)}"]})],
+            usage=RequestUsage(input_tokens=1_000, output_tokens=30_000),
+        )
+
+    budget = Budget(max_turns=50, max_tokens=40_000, max_cost_usd=None)
+    result = await runtime.research("q?", model=FunctionModel(ignores_max_tokens), budget=budget)
+
+    # The first response (31,000 tokens) fits; the second was allowed far fewer output tokens than it sent.
+    assert result.status == "budget_exceeded" and result.stop_reason == "tokens"
+    assert len(calls) == 2  # no third request
+    assert int(str(calls[1]["max_tokens"])) < 30_000  # it was asked for less
+    assert result.usage.input_tokens + result.usage.output_tokens == 62_000  # the crossing response is counted
+    assert result.error is not None and "crossed by the provider" in result.error
+    assert result.partial is not None and result.partial.plan == ["sub-question 0"]  # its tool call never ran
+    record = await runtime.store.get_run(result.run_id)
+    assert record.usage.input_tokens + record.usage.output_tokens == 62_000  # and so is the stored run
 
 
 async def test_wall_time_cap_cancels_an_in_flight_model_call_within_a_second(runtime: Runtime) -> None:
@@ -222,3 +248,28 @@ async def test_per_tool_cap_counts_parallel_calls_in_one_response(
     result = await runtime.research("q?", model=FunctionModel(parallel), budget=Budget(per_tool={"fetch_url": 2}))
     assert result.status == "budget_exceeded" and result.stop_reason == "tool_calls"
     assert sum(http_server.hits.values()) <= 2
+
+
+async def test_a_provider_that_ignores_max_tokens_cannot_spend_on_unnoticed(runtime: Runtime) -> None:
+    def ignores_max_tokens(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        return ModelResponse(
+            parts=[ToolCallPart("record_plan", {"sub_questions": [f"sub-question {_turn(messages)}"]})],
+            usage=RequestUsage(input_tokens=1_000, output_tokens=20_000),
+        )
+
+    model = FunctionModel(ignores_max_tokens, model_name="ignores-max-tokens")
+    budget = Budget(max_turns=50, max_tokens=10_000_000, max_cost_usd=Decimal("0.05"))
+    runtime = Runtime(
+        pool=runtime.pool,
+        settings=runtime.settings.model_copy(
+            update={"model_prices": {"function:ignores-max-tokens": ModelPrice(input_per_mtok=1, output_per_mtok=2)}}
+        ),
+    )
+    result = await runtime.research("q?", model=model, budget=budget)
+
+    # $0.041 a response: the first fits under $0.05, the second crosses it and is the last.
+    assert result.status == "budget_exceeded" and result.stop_reason == "cost"
+    assert result.usage.requests == 2
+    assert result.cost_usd == Decimal("0.082")  # counted in full
+    assert result.error is not None and "cost cap crossed by the provider" in result.error
+    assert result.partial is not None and result.partial.plan == ["sub-question 0"]

@@ -178,8 +178,10 @@ class DurableRunner:
         except LeaseLostError:
             raise
         except Exception as exc:
+            # A provider that ignored max_tokens may trip pydantic-ai's own token backstop first: say what happened.
+            cause = session.guard.crossed or exc
             decision = self.active.requested_stop(run.id, exc) or decide_stop(
-                exc, run_id=run.id, budget=run.config.budget, usage=session.usage
+                cause, run_id=run.id, budget=run.config.budget, usage=session.usage
             )
             report = session.best_report()  # a stop during the optional review keeps the verified report
             await _commit_what_completed(session)

@@ -121,12 +121,14 @@ class RunSession:
             async for node in agent_run:
                 self.observe(agent_run.all_messages(), agent_run.usage, pending=node)
                 await self.commit_new()
+                self.guard.raise_if_crossed()  # a provider that ignored max_tokens: counted, committed, stopped
                 if isinstance(node, ModelRequestNode):
                     self.request_started = time.perf_counter()
                 elif isinstance(node, CallToolsNode):
                     self.emit("model", "model responded")
             self.observe(agent_run.all_messages(), agent_run.usage, pending=None)
             await self.commit_new()
+            self.guard.raise_if_crossed()
             assert agent_run.result is not None
             return agent_run.result.output
 
