@@ -18,11 +18,18 @@ RunStatus = Literal[
 `cancelled` is an interrupted run (Ctrl-C, `Runtime.interrupt`): terminal, and resumable like every stop.
 """
 StopReason = Literal[
-    CapReason, "completed", "error", "provider_error", "internal_error", "approval_required", "interrupted"
+    CapReason,
+    "completed",
+    "error",
+    "provider_error",
+    "internal_error",
+    "approval_required",
+    "interrupted",
+    "too_many_attempts",
 ]
 """`runs.stop_reason`: a cap that stopped the run (`budgets.CapReason`), or how else it ended or paused.
 
-The database checks it too (0007_cancelled_runs.sql); tests/test_store.py keeps the two equal.
+The database checks it too (0011_attempt_cap.sql); tests/test_store.py keeps the two equal.
 """
 
 

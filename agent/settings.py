@@ -133,6 +133,13 @@ class Settings(BaseSettings):
     # --- workers -----------------------------------------------------------------------------
     lease_seconds: float = Field(default=15.0, gt=0.5, le=3600, description="A worker's claim on a run.")
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Attempts in a row a run may make whose lease expires before it finishes (its worker died,"
+        " stalled or lost the database); then it ends `failed` / `too_many_attempts` instead of changing hands.",
+    )
 
     # --- controls (agent/durable/controls.py) ----------------------------------------------------------
     daily_cap_usd: Decimal | None = Field(

@@ -4,7 +4,8 @@ Because each step is decided from the messages alone, a run resumed in another p
 exactly where it stopped. `crash_model()` is importable as `factory:tests.scripted:crash_model` by
 worker subprocesses; it appends one line per call to the file named by `RA_SCRIPT_LOG` and, when
 `RA_SCRIPT_HANG_AT` names a message count, hangs on that call (after writing `RA_SCRIPT_HANG_MARK`)
-so a test can SIGKILL the worker in the middle of a model call.
+so a test can SIGKILL the worker in the middle of a model call; with `RA_SCRIPT_WAIT_FOR` it goes on once
+that file exists.
 """
 
 from __future__ import annotations
@@ -134,6 +135,8 @@ def crash_model() -> FunctionModel:
     log = Path(os.environ["RA_SCRIPT_LOG"]) if os.environ.get("RA_SCRIPT_LOG") else None
     hang_at = int(os.environ.get("RA_SCRIPT_HANG_AT", "-1"))
     mark = os.environ.get("RA_SCRIPT_HANG_MARK")
+    # RA_SCRIPT_WAIT_FOR: at the hanging call, wait until this file exists instead of for an hour.
+    wait_for = Path(os.environ["RA_SCRIPT_WAIT_FOR"]) if os.environ.get("RA_SCRIPT_WAIT_FOR") else None
 
     async def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         if log is not None:
@@ -147,7 +150,10 @@ def crash_model() -> FunctionModel:
         if len(messages) == hang_at:
             if mark:
                 Path(mark).write_text(str(os.getpid()))
-            await asyncio.sleep(3600)
+            if wait_for is None:
+                await asyncio.sleep(3600)
+            while wait_for is not None and not wait_for.exists():  # noqa: ASYNC110 - another process creates it
+                await asyncio.sleep(0.05)
         return script.decide(messages, info)
 
     return FunctionModel(respond, model_name="scripted-crash")

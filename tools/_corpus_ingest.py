@@ -8,9 +8,11 @@ by `tools._pydocs_index`.
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import os
 import re
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -81,6 +83,9 @@ class IngestReport:
     unchanged: int = 0
     skipped: int = 0
     """Files with an unsupported extension (not errors: a docs folder holds images too)."""
+    refused: list[IngestError] = field(default_factory=list)
+    """Entries not read because they could lead outside the folder: symbolic links (to files or folders),
+    anything but a regular file (a FIFO, a device), a path that resolves outside it. Each with why."""
     errors: list[IngestError] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -104,17 +109,23 @@ async def ingest_path(store: CorpusStore, path: Path, *, collection: str | None 
     URLs are `corpus://{collection}/{relative/path}`, so ingesting the same tree again updates documents
     in place. A bad file is reported in `errors` and never stops the others; only a missing `path` or an
     unsupported single file raises (`CorpusPathError`).
+
+    Nothing outside `path` is ever read: no symbolic link is followed, not even `path` itself (give the
+    real path), and each link, special file or path resolving outside the folder is reported in `refused`.
     """
     started = time.perf_counter()
     scan = await asyncio.to_thread(_scan, path)
     name = collection.strip() if collection and collection.strip() else scan.default_collection
-    report = IngestReport(collection=name, skipped=scan.skipped)
+    report = IngestReport(collection=name, skipped=scan.skipped, refused=scan.refused)
     batch: list[CorpusDocument] = []
     batch_chars = 0
     for file in scan.files:
         relative = file.name if file == scan.root else file.relative_to(scan.root).as_posix()
         url = f"corpus://{quote(name, safe='')}/{quote(relative, safe='/')}"
-        loaded = await asyncio.to_thread(_load_file, file, url=url, collection=name)
+        loaded = await asyncio.to_thread(_load_file, file, root=scan.root, url=url, collection=name)
+        if isinstance(loaded, _Refusal):
+            report.refused.append(IngestError(path=str(file), message=loaded.message))
+            continue
         if isinstance(loaded, str):
             report.errors.append(IngestError(path=str(file), message=loaded))
             continue
@@ -133,45 +144,97 @@ class _Scan:
     root: Path
     files: list[Path]
     skipped: int
+    refused: list[IngestError]
     default_collection: str
 
 
+@dataclass(frozen=True)
+class _Refusal:
+    """Why a file was not read: reading it could leave the folder (`IngestReport.refused`)."""
+
+    message: str
+
+
+_ONLY_INSIDE: Final = "corpus add reads only regular files inside the folder it is given"
+
+
 def _scan(path: Path) -> _Scan:
-    """The supported files under `path` (sorted, hidden entries skipped) and the unsupported count."""
-    root = path.expanduser().resolve()
+    """The supported files under `path` (sorted, hidden entries skipped), the unsupported count, and the
+    entries refused: links (never followed), special files, anything resolving outside `path`."""
+    given = path.expanduser()
+    if given.is_symlink():  # even the path given: a glob such as `docs/*` would name a planted link too
+        refusal = IngestError(path=str(path), message=f"{_link(given)}; give the real path instead")
+        return _Scan(root=given, files=[], skipped=0, refused=[refusal], default_collection=given.stem or "files")
+    root = given.resolve()
     if root.is_file():
         if root.suffix.lower() in SUPPORTED_SUFFIXES:
-            return _Scan(root=root, files=[root], skipped=0, default_collection=root.stem or "files")
+            return _Scan(root=root, files=[root], skipped=0, refused=[], default_collection=root.stem or "files")
         raise _UnsupportedFileError(f"corpus path {str(path)!r} is not a supported document: {_EXPECTED_PATH}")
     if not root.is_dir():
         raise _PathNotFoundError(f"corpus path {str(path)!r} does not exist: {_EXPECTED_PATH}")
     files: list[Path] = []
+    refused: list[IngestError] = []
     skipped = 0
-    # os.walk does not follow directory symlinks, so a link loop cannot make ingestion endless.
+    # os.walk does not descend into directory links (followlinks=False); they are listed, and refused here.
     for directory, subdirs, names in os.walk(root):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        for entry in sorted(names):
-            if entry.startswith("."):
-                continue
-            if Path(entry).suffix.lower() in SUPPORTED_SUFFIXES:
-                files.append(Path(directory, entry))
+        kept: list[str] = []
+        for name in sorted(d for d in subdirs if not d.startswith(".")):
+            problem = _refusal(Path(directory, name), root, folder=True)
+            if problem is None:
+                kept.append(name)
+            else:
+                refused.append(IngestError(path=str(Path(directory, name)), message=problem))
+        subdirs[:] = kept
+        for name in sorted(n for n in names if not n.startswith(".")):
+            problem = _refusal(Path(directory, name), root, folder=False)
+            if problem is not None:
+                refused.append(IngestError(path=str(Path(directory, name)), message=problem))
+            elif Path(name).suffix.lower() in SUPPORTED_SUFFIXES:
+                files.append(Path(directory, name))
             else:
                 skipped += 1
-    return _Scan(root=root, files=files, skipped=skipped, default_collection=root.name or "files")
+    return _Scan(root=root, files=files, skipped=skipped, refused=refused, default_collection=root.name or "files")
 
 
-def _load_file(file: Path, *, url: str, collection: str) -> CorpusDocument | str:
-    """The document for `file`, or a message saying why it cannot be indexed."""
+def _refusal(entry: Path, root: Path, *, folder: bool) -> str | None:
+    """Why `entry`, found under `root`, must not be read (or listed), or None: only what is really inside."""
     try:
-        size = file.stat().st_size
-        if size > MAX_FILE_BYTES:
-            return f"too large ({size / 1024 / 1024:.1f} MB; the limit is {MAX_FILE_BYTES // 1024 // 1024} MB)"
-        with file.open("rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+        mode = entry.lstat().st_mode
     except OSError as exc:
         return f"cannot be read ({exc.strerror or type(exc).__name__})"
-    if len(data) > MAX_FILE_BYTES:
-        return f"too large (over the {MAX_FILE_BYTES // 1024 // 1024} MB limit)"
+    if stat.S_ISLNK(mode):
+        return f"{_link(entry)}; links are not followed"
+    if not (stat.S_ISDIR(mode) if folder else stat.S_ISREG(mode)):
+        return f"is not a regular {'folder' if folder else 'file'}; {_ONLY_INSIDE}"
+    if not _inside(entry, root):
+        return f"resolves outside {root}; {_ONLY_INSIDE}"
+    return None
+
+
+def _link(entry: Path) -> str:
+    try:
+        target = os.readlink(entry)
+    except OSError:
+        return "is a symbolic link"
+    return f"is a symbolic link (to {target})"
+
+
+def _inside(entry: Path, root: Path) -> bool:
+    """Whether `entry` resolves (links and `..` followed) to `root` or a path below it."""
+    return Path(os.path.realpath(entry)).is_relative_to(root)
+
+
+def _load_file(file: Path, *, root: Path, url: str, collection: str) -> CorpusDocument | _Refusal | str:
+    """The document for `file`, a refusal if it stopped being a regular file inside `root` since the scan,
+    or a message saying why it cannot be indexed."""
+    try:
+        data = _read_inside(file, root)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a link put there after the scan
+            return _Refusal(f"{_link(file)}; links are not followed")
+        return f"cannot be read ({exc.strerror or type(exc).__name__})"
+    if isinstance(data, _Refusal | str):
+        return data
     if b"\x00" in data:
         return "looks binary (contains NUL bytes); only text, Markdown and HTML files are indexed"
     try:
@@ -191,6 +254,25 @@ def _load_file(file: Path, *, url: str, collection: str) -> CorpusDocument | str
     elif suffix == ".rst":
         title = _rst_title(text)
     return CorpusDocument(url=url, collection=collection, source=str(file), title=title.strip() or file.name, body=text)
+
+
+def _read_inside(file: Path, root: Path) -> bytes | _Refusal | str:
+    """At most `MAX_FILE_BYTES + 1` bytes of `file`, opened without following a link (`O_NOFOLLOW`) and
+    without blocking on a FIFO, once it is checked to resolve inside `root` and found a regular file."""
+    if not _inside(file, root):
+        return _Refusal(f"resolves outside {root}; {_ONLY_INSIDE}")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(file, flags)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return _Refusal(f"is not a regular file; {_ONLY_INSIDE}")
+        if info.st_size > MAX_FILE_BYTES:
+            return f"too large ({info.st_size / 1024 / 1024:.1f} MB; the limit is {MAX_FILE_BYTES // 1024 // 1024} MB)"
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        return f"too large (over the {MAX_FILE_BYTES // 1024 // 1024} MB limit)"
+    return data
 
 
 _ATX_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")

@@ -1,10 +1,15 @@
 """Main-text extraction from HTML: trafilatura first, a plain lxml text dump when it finds nothing.
 
-Pages are hostile and often broken, so nothing here raises: the worst case is an empty string.
+Pages are hostile and often broken, so nothing here raises: the worst case is an empty string. Callers
+run it in a thread; a document over `LARGE_HTML_CHARS` is extracted without metadata and without
+trafilatura's fallback comparison (the title comes from `<title>`), because those passes make single
+regex calls over the whole document that hold the GIL for a quarter of a second each on 5 MB, long
+enough to starve the event loop's heartbeat in the other thread.
 """
 
 from __future__ import annotations
 
+import html as htmllib
 import logging
 import re
 from typing import Final
@@ -15,6 +20,9 @@ from lxml import html as lxml_html
 
 logger = logging.getLogger(__name__)
 
+LARGE_HTML_CHARS: Final = 1_000_000
+_TITLE: Final = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
+_TITLE_SEARCH_CHARS: Final = 65_536
 _XML_DECLARATION: Final = re.compile(r"^\s*<\?xml[^>]*\?>", re.IGNORECASE)
 _BLANK_LINES: Final = re.compile(r"\n{3,}")
 _SPACES: Final = re.compile(r"[ \t\r\f\v\u00a0]+")
@@ -28,7 +36,7 @@ _BLOCKS: Final = frozenset(
 def extract_main_text(html: str, *, url: str) -> tuple[str, str]:
     """Return `(title, text)` of an HTML document; boilerplate (nav, footer, ads) is dropped when possible."""
     title, text = _trafilatura(html, url=url)
-    if not text or not title:
+    if not text or (not title and len(html) <= LARGE_HTML_CHARS):  # a big page without a title keeps none
         fallback_title, fallback_text = _lxml_fallback(html)
         title = title or fallback_title
         text = text or fallback_text
@@ -36,16 +44,24 @@ def extract_main_text(html: str, *, url: str) -> tuple[str, str]:
 
 
 def _trafilatura(html: str, *, url: str) -> tuple[str, str]:
+    large = len(html) > LARGE_HTML_CHARS
     try:
         document = trafilatura.bare_extraction(
-            html, url=url, with_metadata=True, include_comments=False, include_tables=True
+            html, url=url, with_metadata=not large, fast=large, include_comments=False, include_tables=True
         )
     except Exception:  # trafilatura on hostile markup: log and fall back, never fail the fetch
         logger.debug("trafilatura failed on %s", url, exc_info=True)
         return "", ""
     if document is None:
         return "", ""
-    return str(getattr(document, "title", None) or ""), str(getattr(document, "text", None) or "")
+    title = _html_title(html) if large else str(getattr(document, "title", None) or "")
+    return title, str(getattr(document, "text", None) or "")
+
+
+def _html_title(html: str) -> str:
+    """The `<title>` of a document, looked for near its start only."""
+    match = _TITLE.search(html, 0, _TITLE_SEARCH_CHARS)
+    return htmllib.unescape(match.group(1)) if match else ""
 
 
 def _lxml_fallback(html: str) -> tuple[str, str]:

@@ -2,10 +2,16 @@
 
 Every failure comes back as a `ToolFailure` the model can act on; nothing here raises into the run.
 The untruncated `FetchedPage` is returned alongside so the caller can verify citations against it.
+
+Secret shapes (`tools.secrets`) are redacted from the page's text, title and final URL before anything
+else sees it: the model, the page cache, the run's sources, so the citations a model copies from the
+page match the stored text. Redacting a long page is CPU work, done in a thread.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
 from datetime import timedelta
 from typing import Annotated, Literal, Protocol
@@ -17,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tools._fetch import FetchError, FetchLimits, fetch_page, validate_destination
 from tools._framing import frame_untrusted, neutralize, truncate_text
 from tools._types import FetchedPage, PageCache, ToolFailure
+from tools.secrets import redact_text
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +94,7 @@ async def fetch_url(
     if corpus is not None:
         local = await corpus.get_document(url.strip())
         if local is not None:
+            local = await redacted_page(local)
             return _result(local, max_chars=max_chars), local
     if url.strip().lower().startswith(f"{CORPUS_SCHEME}://"):
         return ToolFailure(error="invalid_argument", message=f"No corpus document at {url}."), None
@@ -103,6 +111,7 @@ async def fetch_url(
                 await validate_destination(destination, allow_hosts=allow_hosts)
         except FetchError as e:
             return ToolFailure(error=e.code, message=e.message, retryable=e.retryable), None
+        page = await redacted_page(page)  # cached before pages were redacted
     else:
         try:
             page = await fetch_page(args.url, limits=limits, allow_hosts=allow_hosts, client=client)
@@ -117,8 +126,24 @@ async def fetch_url(
                 ),
                 None,
             )
+        page = await redacted_page(page)
         await _store(cache, page, ttl=cache_ttl)
     return _result(page, max_chars=max_chars), page
+
+
+async def redacted_page(page: FetchedPage) -> FetchedPage:
+    """`page` with secret shapes redacted from its text, title and final URL (in a thread: pages are long)."""
+    return await asyncio.to_thread(_redact_page, page)
+
+
+def _redact_page(page: FetchedPage) -> FetchedPage:
+    text, found = redact_text(page.text, category="secret")
+    title, in_title = redact_text(page.title, category="secret")
+    final_url, in_url = redact_text(page.final_url, category="secret")
+    if not (found or in_title or in_url):
+        return page
+    logger.info("redacted %s from %s", dict(found + in_title + in_url), page.url)
+    return dataclasses.replace(page, text=text, title=title, final_url=final_url)
 
 
 def _result(page: FetchedPage, *, max_chars: int) -> FetchUrlResult:

@@ -2,6 +2,8 @@
 
 Whatever goes wrong (bad arguments, a provider outage, a bug in a backend) comes back as a
 `ToolFailure` the model can read and act on, because a failed search must not crash a research run.
+Secret shapes (`tools.secrets`) in titles, URLs and snippets are redacted before the model sees them,
+so no message, step, tool effect or span of the run can hold them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from tools._fetch_tool import CORPUS_SCHEME
 from tools._search import WEB_SCHEMES, SearchBackend, SearchBackendError, clean_hits
-from tools._types import SearchResponse, ToolFailure
+from tools._types import SearchHit, SearchResponse, ToolFailure
+from tools.secrets import redact_text
 
 __all__ = ["WebSearchArgs", "web_search"]
 
@@ -69,4 +72,13 @@ async def web_search(query: str, max_results: int, *, backend: SearchBackend) ->
             "retry once, then continue with what you have",
             retryable=True,
         )
-    return SearchResponse(query=args.query, backend=backend.name, results=results)
+    return SearchResponse(query=args.query, backend=backend.name, results=[_redacted(hit) for hit in results])
+
+
+def _redacted(hit: SearchHit) -> SearchHit:
+    """The hit with secret shapes redacted (a few hundred characters: cheap enough for the event loop)."""
+    return SearchHit(
+        title=redact_text(hit.title, category="secret")[0],
+        url=redact_text(hit.url, category="secret")[0],
+        snippet=redact_text(hit.snippet, category="secret")[0],
+    )

@@ -29,7 +29,8 @@ def corpus_add(
     python_docs: Annotated[bool, typer.Option("--python-docs", help="Index the Python reference.")] = False,
     collection: Annotated[str | None, typer.Option(help="Collection name; default: the folder's name.")] = None,
 ) -> None:
-    """Index documents for offline search; re-adding a file updates it."""
+    """Index documents for offline search; re-adding a file updates it. Symbolic links are never followed:
+    each one (and any special file) is reported as refused, and nothing outside the folder is read."""
     if not paths and not python_docs:
         err.print("[red]error:[/red] give files or folders to add, or --python-docs")
         raise typer.Exit(ExitCode.USAGE)
@@ -48,10 +49,13 @@ def corpus_add(
     reports = with_runtime(body)
     failed = False
     for report in reports:
+        refused = f", {len(report.refused)} refused" if report.refused else ""
         out.print(
             f"{report.inserted} added, {report.updated} updated, {report.unchanged} unchanged, "
-            f"{report.skipped} skipped in {report.seconds:.1f}s"
+            f"{report.skipped} skipped{refused} in {report.seconds:.1f}s"
         )
+        for refusal in report.refused:  # not read: it could lead outside the folder; not a failure
+            err.print(f"[yellow]refused:[/yellow] {escape(str(refusal))}", soft_wrap=True)
         for error in report.errors:
             failed = True
             err.print(f"[yellow]not indexed:[/yellow] {escape(str(error))}")

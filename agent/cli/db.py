@@ -1,10 +1,16 @@
-"""`db status|stop|path`: the embedded PostgreSQL server, where it lives and whether it runs.
+"""`db status|stop|path|check`: the embedded PostgreSQL server, where it lives and whether it runs; the role
+the app signs in as.
 
 Without DATABASE_URL the first command starts an embedded server under the data directory and leaves it
 running, so that every later command connects in well under a second to warm caches instead of paying a
-start each time. These commands show it and stop it; they never start it, and never touch a server
-given by DATABASE_URL (`db stop` refuses: exit 2). They read the settings and the server's
+start each time. `status`, `stop` and `path` show it and stop it; they never start it, and never touch a
+server given by DATABASE_URL (`db stop` refuses: exit 2). They read the settings and the server's
 `postmaster.pid` only: no pool, no pydantic-ai, no logfire.
+
+`check` connects as every command does (starting and migrating the database if needed, on the stores-only
+path) and reports the role the app signs in as: a superuser, or the owner of the tables, could rewrite the
+append-only audit trail, which it warns about on stderr, naming the SQL file that creates the app role
+(docs/decisions/0022-app-role.md). A warning is not a failure: exit 0.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from agent.cli.options import JsonOption
 from agent.cli.running import exit_on_errors
 
 if TYPE_CHECKING:
-    from agent.durable.database import EmbeddedServer
+    from agent.cli.running import Stores
+    from agent.durable.database import EmbeddedServer, RoleCheck
     from agent.settings import Settings
 
 app = typer.Typer(help="The embedded PostgreSQL: where it lives, whether it runs; stop it.", no_args_is_help=True)
@@ -99,7 +106,11 @@ def db_status(as_json: JsonOption = False) -> None:
         out.print("embedded PostgreSQL: [bold]stopped[/bold] (the next command starts it again)")
     else:
         out.print("embedded PostgreSQL: [bold]not created yet[/bold] (the first command creates it)")
+    from agent.durable.database import app_role_url
+
     rows = [("data dir", str(server.pgdata)), ("socket", server.socket_dir), ("url", server.url)]
+    if server.url is not None:  # the owner's URL above; the app signs in as its own role on the same socket
+        rows.append(("app url", app_role_url(server.url)))
     rows.append(("log", str(server.log_file)))
     for label, value in rows:
         if value is not None:
@@ -154,3 +165,54 @@ def db_path() -> None:
         )
         raise typer.Exit(ExitCode.USAGE)
     out.print(str(settings.data_dir / "pgdata"), soft_wrap=True, highlight=False, markup=False)
+
+
+def check_json(settings: Settings, check: RoleCheck) -> dict[str, Any]:
+    """`db check --json`."""
+    from agent.durable.database import redact_url
+
+    return {
+        "server": "embedded" if settings.database_url is None else "external",
+        "url": None if settings.database_url is None else redact_url(settings.database_url),
+        "role": check.role,
+        "superuser": check.superuser,
+        "owns": check.owns,
+        "audit_privileges": check.audit_privileges,
+        "migrations": check.migrations,
+        "pending": check.pending,
+        "warnings": check.warnings,
+    }
+
+
+@app.command("check")
+def db_check(as_json: JsonOption = False) -> None:
+    """Connect as the app does (starting and migrating the database if needed) and check the role it signs in as:
+    warns, without failing, when that role could rewrite the audit trail (a superuser, the tables' owner)."""
+    from agent.cli.running import with_stores
+    from agent.durable.database import check_role
+
+    async def body(stores: Stores) -> RoleCheck:
+        return await check_role(stores.pool)
+
+    check = with_stores(body)
+    settings = _settings()
+    for warning in check.warnings:
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True, highlight=False)
+    if as_json:
+        print_json(check_json(settings, check))
+        return
+    where = _external(settings) or "the embedded PostgreSQL"
+    out.print(f"database: {escape(where)}", soft_wrap=True, highlight=False)
+    if check.superuser:
+        what = "a superuser"
+    else:
+        what = "not a superuser, " + (f"owns {', '.join(check.owns)}" if check.owns else "owns no table")
+    out.print(f"role:     {escape(check.role)} ({what})", soft_wrap=True, highlight=False)
+    pending = f"; pending: {', '.join(check.pending)}" if check.pending else ", none pending"
+    out.print(f"schema:   {check.migrations} migrations applied{pending}", soft_wrap=True, highlight=False)
+    if not check.warnings:
+        out.print(
+            "audit:    tool_audit is append-only for this role (no UPDATE, DELETE, TRUNCATE; no trigger to drop)",
+            soft_wrap=True,
+            highlight=False,
+        )

@@ -169,7 +169,14 @@ def worker(
         err.print(escape(event.line()), highlight=False)
 
     async def body(runtime: Runtime) -> int:
-        w = Worker(runtime, concurrency=concurrency, max_runs=max_runs, exit_when_idle=exit_when_idle, on_event=log)
+        w = Worker(
+            runtime,
+            concurrency=concurrency,
+            max_runs=max_runs,
+            exit_when_idle=exit_when_idle,
+            on_event=log,
+            on_notice=lambda message: err.print(escape(message), highlight=False),  # e.g. a database outage
+        )
         stop_on_signals(w.stop)
         err.print(f"worker {w.worker_id} started (concurrency {concurrency})", highlight=False)
         finished = await w.run()

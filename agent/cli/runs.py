@@ -1,9 +1,11 @@
-"""`runs list|show|export|resume`: browsing runs reads the stores only; export and resume use the runtime."""
+"""`runs list|show|export|resume|purge`: browsing and purging runs use the stores only; export and resume use
+the runtime."""
 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
     from agent.api import Runtime
     from agent.config import RunStatus
     from agent.durable.run_view import RunView
-    from agent.durable.store import RunRecord
+    from agent.durable.store import PurgeCounts, RunRecord
 
 app = typer.Typer(help="Browse and resume runs.", no_args_is_help=True)
 
@@ -154,3 +156,126 @@ def runs_resume(
 
 _CAP_OPTIONS = {"turns": "--max-turns", "tokens": "--max-tokens", "wall_time": "--max-wall", "cost": "--max-cost"}
 """The stop reasons `runs resume` can lift, with the option that does."""
+
+
+@app.command("purge")
+def runs_purge(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            metavar="AGE",
+            help="Runs that ended longer ago than this: a number and a unit, s, m, h, d or w (30d, 12h, 2w).",
+            show_default=False,
+        ),
+    ],
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status",
+            "-s",
+            metavar="STATUS[,STATUS...]",
+            help="Only runs with these statuses (comma-separated or repeated); default every finished one: "
+            "completed, failed, budget_exceeded, killed, cancelled.",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete old finished runs with their messages, steps, sources, tool effects and approvals. Their tool
+    audit rows stay: they are the record. Queued, running and awaiting_approval runs are never deleted."""
+    from agent.durable.store.retention import count_purgeable, parse_age, purge_cutoff, purge_runs
+
+    try:
+        age = parse_age(older_than)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] --older-than: {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(ExitCode.USAGE) from None
+    statuses = _purge_statuses(status or [])
+
+    async def preview(stores: Stores) -> tuple[datetime, PurgeCounts]:
+        cutoff = await purge_cutoff(stores.pool, age)
+        return cutoff, await count_purgeable(stores.pool, finished_before=cutoff, statuses=statuses)
+
+    cutoff, found = with_stores(preview)
+    which = f"({' or '.join(statuses)}) that ended before {cutoff.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    if dry_run or not found.runs:
+        if as_json:
+            print_json(_purge_json(found, cutoff=cutoff, statuses=statuses, dry_run=True))
+        elif not found.runs:
+            out.print(f"nothing to purge: no runs {which}", soft_wrap=True)
+        else:
+            out.print(f"would delete {_purge_summary(found, which)} (dry run: nothing deleted)", soft_wrap=True)
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            err.print(
+                f"[red]error:[/red] {found.runs} runs would be deleted: pass --yes to delete them without a"
+                " prompt, or --dry-run to count them",
+                soft_wrap=True,
+            )
+            raise typer.Exit(ExitCode.USAGE)
+        err.print(f"this deletes {_purge_summary(found, which)}", soft_wrap=True)
+        if not typer.confirm("delete them?", default=False, err=True):
+            err.print("nothing deleted")
+            raise typer.Exit(ExitCode.FAILED)
+
+    async def purge(stores: Stores) -> PurgeCounts:
+        return await purge_runs(stores.pool, finished_before=cutoff, statuses=statuses)
+
+    deleted = with_stores(purge)
+    if as_json:
+        print_json(_purge_json(deleted, cutoff=cutoff, statuses=statuses, dry_run=False))
+    else:
+        out.print(f"deleted {_purge_summary(deleted, which)}", soft_wrap=True)
+
+
+def _purge_statuses(given: list[str]) -> list[RunStatus]:
+    """`runs purge --status`: comma-separated or repeated, known, and finished (default: every finished one)."""
+    from agent.durable.store.retention import FINISHED_STATUSES
+
+    chosen = _statuses([name.strip() for value in given for name in value.split(",") if name.strip()])
+    if chosen is None:
+        return list(FINISHED_STATUSES)
+    unfinished = [s for s in chosen if s not in FINISHED_STATUSES]
+    if unfinished:
+        err.print(
+            f"[red]error:[/red] --status {', '.join(unfinished)}: only finished runs can be purged"
+            f" ({', '.join(FINISHED_STATUSES)})",
+            soft_wrap=True,
+        )
+        raise typer.Exit(ExitCode.USAGE)
+    return chosen
+
+
+def _purge_summary(counts: PurgeCounts, which: str) -> str:
+    """`3 runs (completed or failed) that ended before ..., with 24 messages, ...; their 9 audit rows are kept`."""
+    rows = ", ".join(
+        _count(n, word)
+        for n, word in (
+            (counts.run_messages, "message"),
+            (counts.run_steps, "step"),
+            (counts.run_sources, "source"),
+            (counts.tool_effects, "tool effect"),
+            (counts.approvals, "approval"),
+            (counts.daily_spend_holds, "spend hold"),
+        )
+    )
+    kept = f"their {_count(counts.audit_kept, 'audit row')} {'is' if counts.audit_kept == 1 else 'are'} kept"
+    return f"{_count(counts.runs, 'run')} {which}, with {rows}; {kept}"
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _purge_json(counts: PurgeCounts, *, cutoff: datetime, statuses: list[RunStatus], dry_run: bool) -> dict[str, Any]:
+    return {
+        "dry_run": dry_run,
+        "finished_before": cutoff.isoformat(),
+        "statuses": statuses,
+        "deleted" if not dry_run else "would_delete": counts.deleted(),
+        "audit_kept": counts.audit_kept,
+    }

@@ -263,15 +263,19 @@ class ControlWatcher:
         await self._unlisten()
 
     async def _watch(self) -> None:
+        failing = False
         while True:
             self._wake.clear()
             try:
                 await self._listen()
                 self._apply(await self.kill_switch.state())
+                failing = False
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # a blip: keep polling
-                import logfire
+                if not failing:  # once per outage, not once a second
+                    import logfire
 
-                logfire.warn("control watcher: {error}", error=str(exc))
+                    logfire.warn("control watcher: {error}; polling until the database answers", error=str(exc))
+                failing = True
                 await self._unlisten()
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)

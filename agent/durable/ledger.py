@@ -21,7 +21,9 @@ from pydantic_ai.tools import ToolDefinition
 from pydantic_core import to_jsonable_python
 
 from agent.deps import ResearchDeps
+from agent.durable.outage import database_unavailable
 from agent.durable.store import ToolEffect
+from agent.errors import LeaseLostError
 
 
 @dataclass
@@ -77,6 +79,8 @@ class ToolLedger(AbstractCapability[ResearchDeps]):
         args: ValidatedToolArgs,
         error: Exception,
     ) -> Any:
+        if isinstance(error, LeaseLostError) or database_unavailable(error):
+            raise error  # another worker has the run, or the store is down: stop the run, do not tell the model
         logfire.exception("tool crashed", run_id=ctx.deps.run_id, tool=call.tool_name, _exc_info=error)
         return {
             "ok": False,

@@ -27,7 +27,9 @@ from agent.deps import ResearchDeps
 from agent.durable.active import ActiveRuns, run_spend
 from agent.durable.approvals import ApprovalRequest, ApprovalStore
 from agent.durable.factory import RunComponents, RunFactory
+from agent.durable.heartbeat import keep_lease
 from agent.durable.ledger import ToolLedger
+from agent.durable.outage import database_unavailable
 from agent.durable.session import RunSession, emit, redacted_review
 from agent.durable.stops import COMPLETED, StopDecision, decide_stop
 from agent.durable.store import RunRecord, RunStore, StepRecord
@@ -86,7 +88,17 @@ class DurableRunner:
             if interrupted is not None:
                 self.active.interrupt(interrupted, run_id=run.id)
             task = asyncio.create_task(self._run_to_stop(run))
-            beat = asyncio.create_task(self._heartbeat(run.id, task, heartbeat_lost))
+            beat = asyncio.create_task(
+                keep_lease(
+                    self.store,
+                    run_id=run.id,
+                    worker_id=self.worker_id,
+                    lease_seconds=self.settings.lease_seconds,
+                    task=task,
+                    lost=heartbeat_lost,
+                    elapsed=lambda: session.guard.elapsed if (session := self._sessions.get(run.id)) else None,
+                )
+            )
             try:
                 final = await task
             except asyncio.CancelledError:
@@ -97,6 +109,14 @@ class DurableRunner:
             except LeaseLostError:
                 logfire.warn("lease lost at commit; run abandoned to its new owner", run_id=run.id)
                 return await self.store.get_run(run.id)
+            except Exception as exc:
+                if database_unavailable(exc):
+                    logfire.warn(
+                        "database unreachable mid-run: {error}; the run is retried from its last commit",
+                        error=str(exc),
+                        run_id=run.id,
+                    )
+                raise
             finally:
                 beat.cancel()
                 with suppress(asyncio.CancelledError):
@@ -125,26 +145,6 @@ class DurableRunner:
 
     async def aclose(self) -> None:
         await self.factory.aclose()
-
-    async def _heartbeat(self, run_id: str, task: asyncio.Task[RunRecord], lost: asyncio.Event) -> None:
-        interval = self.settings.lease_seconds / 3
-        while not task.done():
-            await asyncio.sleep(interval)
-            session = self._sessions.get(run_id)
-            try:
-                renewed = await self.store.renew_lease(
-                    run_id,
-                    worker_id=self.worker_id,
-                    lease_seconds=self.settings.lease_seconds,
-                    elapsed_seconds=session.guard.elapsed if session else None,
-                )
-            except Exception as exc:  # a database blip: keep trying until the lease runs out
-                logfire.warn("lease renewal failed: {error}", error=str(exc), run_id=run_id)
-                continue
-            if not renewed:
-                lost.set()
-                task.cancel()
-                return
 
     async def _run_to_stop(self, run: RunRecord) -> RunRecord:
         history = await self.store.load_messages(run.id)
@@ -178,6 +178,8 @@ class DurableRunner:
         except LeaseLostError:
             raise
         except Exception as exc:
+            if database_unavailable(exc):  # end nothing: the run goes on from its last commit once it is back
+                raise
             # A provider that ignored max_tokens may trip pydantic-ai's own token backstop first: say what happened.
             cause = session.guard.crossed or exc
             decision = self.active.requested_stop(run.id, exc) or decide_stop(
@@ -210,7 +212,7 @@ class DurableRunner:
             run_id=run.id,
             question=run.question,
             config=run.config,
-            store=self.store,
+            store=self.store.leased(self.worker_id),  # the tools' writes are fenced by this worker's lease
             search=components.search,
             corpus=components.corpus,
             sources=await self.store.load_sources(run.id),

@@ -12,6 +12,7 @@ import asyncio
 import functools
 import math
 import time
+from collections.abc import Callable
 from contextlib import suppress
 
 import logfire
@@ -20,8 +21,9 @@ from pydantic_ai.models import Model
 from agent.api import Runtime, new_worker_id
 from agent.durable.approvals import ApprovalStore
 from agent.durable.controls import ControlWatcher, KillSwitchState
+from agent.durable.outage import Outage, database_unavailable, quiet_pool_reconnects
 from agent.durable.runner import DurableRunner
-from agent.durable.store import RunRecord, release_lease
+from agent.durable.store import PageCacheSweeper, RunRecord, release_lease
 from agent.events import (
     ProgressCallback,
     WorkerCallback,
@@ -30,6 +32,10 @@ from agent.events import (
     ignore_progress,
     ignore_worker_events,
 )
+
+
+def _log_notice(message: str) -> None:
+    logfire.warn(message)
 
 
 class Worker:
@@ -46,6 +52,7 @@ class Worker:
         models: dict[str, Model] | None = None,
         progress: ProgressCallback = ignore_progress,
         on_event: WorkerCallback = ignore_worker_events,
+        on_notice: Callable[[str], None] = _log_notice,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -72,6 +79,11 @@ class Worker:
         self._controls = ControlWatcher(
             runtime.pool, on_kill=self._kill_switch_on, env_override=runtime.settings.disabled
         )
+        self._page_sweeper = PageCacheSweeper(runtime.pool)  # deletes expired page_cache rows while running
+        self._outage = Outage(what=f"worker {self.worker_id}", notice=on_notice)
+        quiet_pool_reconnects()
+        self._abandoned: set[str] = set()
+        """Runs given up because the database went away mid-turn: handed back to the queue once it is back."""
 
     def stop(self) -> None:
         """Stop claiming; in-flight runs are handed back to the queue."""
@@ -83,6 +95,7 @@ class Worker:
         claimed_total = 0
         logfire.info("worker started", worker_id=self.worker_id, concurrency=self.concurrency)
         await self._controls.start()
+        self._page_sweeper.start()
         try:
             while not self._stopping.is_set():
                 if self.max_runs is not None and claimed_total >= self.max_runs:
@@ -92,8 +105,21 @@ class Worker:
                     if self.exit_when_idle and not self._active:
                         break
                 elif len(self._active) < self.concurrency:
+                    await self._release_abandoned()
                     await self._expire_approvals()
-                    run = await store.claim_next(worker_id=self.worker_id, lease_seconds=settings.lease_seconds)
+                    # While the database is unreachable this waits (backoff, jitter) instead of exiting.
+                    run = await self._outage.call(
+                        lambda: store.claim_next(
+                            worker_id=self.worker_id,
+                            lease_seconds=settings.lease_seconds,
+                            max_attempts=settings.max_attempts,
+                        ),
+                        stop=self._stopping,
+                    )
+                    if run is not None and run.id in self._active:
+                        # Its lease ran out during an outage and we claimed it again: the execution already
+                        # here goes on (now under the renewed lease); a second one would duplicate its work.
+                        continue
                     if run is not None:
                         claimed_total += 1
                         self._start(run)
@@ -105,6 +131,18 @@ class Worker:
         finally:
             await self._shutdown()
         return self.finished
+
+    async def _release_abandoned(self) -> None:
+        """Hand back runs abandoned during an outage, now that a claim can be tried: they resume from their
+        last commit at once (any worker), and the outage does not count as one of their attempts."""
+        for run_id in list(self._abandoned):
+            try:
+                await release_lease(self.runtime.store, run_id, worker_id=self.worker_id)
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    raise
+                return  # still down: the claim below waits for it
+            self._abandoned.discard(run_id)
 
     async def _expire_approvals(self) -> None:
         """Time out approval requests nobody decided (a rejection), so their runs can go on.
@@ -118,7 +156,8 @@ class Worker:
         try:
             expired = await self._approvals.expire_due()
         except Exception as exc:  # a database blip: the next poll tries again
-            logfire.warn("could not expire approval requests: {error}", error=str(exc), worker_id=self.worker_id)
+            if not database_unavailable(exc):  # an outage is logged once, by the claim that waits it out
+                logfire.warn("could not expire approval requests: {error}", error=str(exc), worker_id=self.worker_id)
             return
         for approval in expired:
             logfire.info("approval {id} timed out: rejected", id=approval.id, run_id=approval.run_id)
@@ -137,6 +176,10 @@ class Worker:
             return
         claimed, _ = self._claimed[run_id]
         error = task.exception()
+        if error is not None and database_unavailable(error):
+            self._abandoned.add(run_id)  # nothing was finished: it goes on from its last commit
+            self._emit("abandoned", claimed, error="the database became unreachable; retried from its last commit")
+            return
         if error is not None:
             logfire.error("run task failed: {error}", error=repr(error), run_id=run_id)
             self._emit("abandoned", claimed, error=repr(error))
@@ -175,13 +218,19 @@ class Worker:
 
     async def _shutdown(self) -> None:
         await self._controls.stop()
+        await self._page_sweeper.stop()
         active = dict(self._active)
         for task in active.values():
             task.cancel()
         for run_id, task in active.items():
             with suppress(asyncio.CancelledError, Exception):
                 await task
-            await release_lease(self.runtime.store, run_id, worker_id=self.worker_id)
+            try:
+                await release_lease(self.runtime.store, run_id, worker_id=self.worker_id)
+            except Exception as exc:  # the database is down: the lease expires and another worker resumes it
+                if not database_unavailable(exc):
+                    raise
+                logfire.warn("could not hand run {run_id} back: {error}", run_id=run_id, error=str(exc))
             if run_id in self._claimed:  # not reported by `_done`: handed back to the queue
                 with suppress(Exception):
                     self._emit("released", await self.runtime.store.get_run(run_id))

@@ -1,11 +1,13 @@
 """The run store: runs, committed messages and steps, the tool-effect ledger, sources, page cache.
 
 Plain SQL on asyncpg, one module per table group; `runs` is the only module with SQL on the `runs`
-table (approvals and the kill switch call it too). `RunStore` is the typed object the runner, the
-API and the CLI use.
+table (approvals and the kill switch call it too), but for `retention`, which deletes old finished runs
+with their rows (`runs purge`) and sweeps the expired page cache. `RunStore` is the typed object the
+runner, the API and the CLI use.
 """
 
 from agent.durable.store.effects import insert_audit
+from agent.durable.store.pages import purge_expired_pages
 from agent.durable.store.records import (
     AuditRecord,
     Connection,
@@ -19,19 +21,36 @@ from agent.durable.store.records import (
     usage_from_json,
     usage_to_json,
 )
+from agent.durable.store.retention import (
+    FINISHED_STATUSES,
+    PageCacheSweeper,
+    PurgeCounts,
+    count_purgeable,
+    parse_age,
+    purge_cutoff,
+    purge_runs,
+)
 from agent.durable.store.run_store import RunStore, release_lease
 
 __all__ = [
+    "FINISHED_STATUSES",
     "AuditRecord",
     "Connection",
     "Executor",
     "JSONValue",
+    "PageCacheSweeper",
+    "PurgeCounts",
     "RunRecord",
     "RunStore",
     "StepRecord",
     "ToolEffect",
     "TurnCommit",
+    "count_purgeable",
     "insert_audit",
+    "parse_age",
+    "purge_cutoff",
+    "purge_expired_pages",
+    "purge_runs",
     "release_lease",
     "stored_usage",
     "usage_from_json",

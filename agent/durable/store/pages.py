@@ -6,13 +6,19 @@ import uuid
 from datetime import timedelta
 
 from agent.durable.store.records import Executor
+from agent.durable.store.runs import ensure_lease, lease_held
 from tools import FetchedPage
 
 
-async def record_source(db: Executor, run_id: uuid.UUID, page: FetchedPage) -> None:
-    await db.execute(
+async def record_source(db: Executor, run_id: uuid.UUID, page: FetchedPage, *, worker_id: str | None = None) -> None:
+    """The page as the run read it (the text its citations are checked against). With `worker_id`, only
+    while that worker holds the lease, in the same statement: a stalled worker cannot overwrite the
+    text its successor fetched (`LeaseLostError` instead)."""
+    status = await db.execute(
         "INSERT INTO run_sources (run_id, url, final_url, title, text, fetched_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, url) DO UPDATE"
+        " SELECT $1::uuid, $2::text, $3::text, $4::text, $5::text, $6::timestamptz"
+        f" WHERE {lease_held(run='$1', worker='$7')}"
+        " ON CONFLICT (run_id, url) DO UPDATE"
         " SET final_url = EXCLUDED.final_url, title = EXCLUDED.title, text = EXCLUDED.text,"
         " fetched_at = EXCLUDED.fetched_at",
         run_id,
@@ -21,7 +27,10 @@ async def record_source(db: Executor, run_id: uuid.UUID, page: FetchedPage) -> N
         page.title,
         page.text,
         page.fetched_at,
+        worker_id,
     )
+    if status == "INSERT 0 0":
+        await ensure_lease(db, run_id, worker_id)
 
 
 async def load_sources(db: Executor, run_id: uuid.UUID) -> dict[str, FetchedPage]:
@@ -75,3 +84,26 @@ async def put_page(db: Executor, page: FetchedPage, *, ttl: timedelta) -> None:
         page.fetched_at,
         ttl,
     )
+
+
+PURGE_EXPIRED_PAGES = (
+    "DELETE FROM page_cache WHERE expires_at <= now() AND url IN ("
+    " SELECT url FROM page_cache WHERE expires_at <= now() ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+)
+"""One batch of `purge_expired_pages` (`$1` rows at most): a range scan of `page_cache_expires_idx`."""
+
+
+async def purge_expired_pages(db: Executor, *, batch_size: int = 1_000) -> int:
+    """Delete the `page_cache` rows past their `expires_at` (which `get_page` never serves); how many.
+
+    In batches of `batch_size`, each its own statement, so a sweep never holds many locks for long; rows
+    another sweep (another worker) holds are skipped, and a row refreshed meanwhile is no longer expired
+    when its lock is taken, so it stays.
+    """
+    total = 0
+    while True:
+        status = await db.execute(PURGE_EXPIRED_PAGES, batch_size)
+        deleted = int(status.rsplit(" ", 1)[-1])
+        total += deleted
+        if deleted < batch_size:
+            return total

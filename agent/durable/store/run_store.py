@@ -28,8 +28,16 @@ class RunStore:
     a worker that lost its lease can never write.
     """
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, worker_id: str | None = None) -> None:
         self.pool = pool
+        self.worker_id = worker_id
+        """Set on a worker's view of one run (`leased`): its tool effects, audit rows and sources are then
+        written only while that worker holds the run's lease, checked in the writing statement."""
+
+    def leased(self, worker_id: str) -> RunStore:
+        """This store as the worker `worker_id` executing a run uses it: every write it makes on the run's
+        behalf is fenced by the lease (`LeaseLostError` once another worker has the run)."""
+        return RunStore(self.pool, worker_id=worker_id)
 
     # --- runs -------------------------------------------------------------------------------------
     async def create_run(self, *, question: str, config: RunConfig) -> RunRecord:
@@ -53,9 +61,14 @@ class RunStore:
         """The newest `limit` runs, of any status or only of `statuses`."""
         return await runs.list_recent(self.pool, limit=limit, statuses=statuses)
 
-    async def claim_next(self, *, worker_id: str, lease_seconds: float) -> RunRecord | None:
-        """Claim the oldest queued run, or a running one whose lease expired (its worker died)."""
-        return await runs.claim_next(self.pool, worker_id=worker_id, lease_seconds=lease_seconds)
+    async def claim_next(
+        self, *, worker_id: str, lease_seconds: float, max_attempts: int | None = None
+    ) -> RunRecord | None:
+        """Claim the oldest queued run, or a running one whose lease expired (its worker died); runs that
+        used `max_attempts` claims that way end `failed` / `too_many_attempts` instead."""
+        return await runs.claim_next(
+            self.pool, worker_id=worker_id, lease_seconds=lease_seconds, max_attempts=max_attempts
+        )
 
     async def claim_run(self, run_id: str, *, worker_id: str, lease_seconds: float) -> RunRecord | None:
         """Claim one specific run if it is claimable (queued, or running with an expired lease)."""
@@ -175,18 +188,21 @@ class RunStore:
             args=args,
             result=result,
             latency_ms=latency_ms,
+            worker_id=self.worker_id,
         )
 
     async def audit(self, run_id: str, *, tool: str, args: JSONValue, decision: str, reason: str) -> None:
         """Append one tool-policy decision; `args` must already be redacted."""
-        await effects.insert_audit(self.pool, run_id, tool=tool, args=args, decision=decision, reason=reason)
+        await effects.insert_audit(
+            self.pool, run_id, tool=tool, args=args, decision=decision, reason=reason, worker_id=self.worker_id
+        )
 
     async def audit_rows(self, run_id: str) -> list[AuditRecord]:
         return await effects.audit_rows(self.pool, uuid.UUID(run_id))
 
     # --- sources and the page cache (tools.PageCache) -------------------------------------------------
     async def record_source(self, run_id: str, page: FetchedPage) -> None:
-        await pages.record_source(self.pool, uuid.UUID(run_id), page)
+        await pages.record_source(self.pool, uuid.UUID(run_id), page, worker_id=self.worker_id)
 
     async def load_sources(self, run_id: str) -> dict[str, FetchedPage]:
         return await pages.load_sources(self.pool, uuid.UUID(run_id))

@@ -28,14 +28,19 @@ from agent.money import plain_money
 RunId = str | uuid.UUID
 
 _CLAIMABLE = "(status = 'queued' OR (status = 'running' AND lease_expires_at < now()))"
+_EXHAUSTED = "status = 'running' AND lease_expires_at < now() AND lost_leases + 1 >= $1"
+"""A run whose lease has now expired on `max_attempts` attempts in a row (a poison run): each counts in
+`lost_leases` when the run is claimed again, and a deliberate requeue starts the count afresh."""
 _CLAIM = (
     "status = 'running', lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2),"
-    " attempts = attempts + 1, started_at = coalesce(started_at, now()), updated_at = now()"
+    " attempts = attempts + 1, lost_leases = lost_leases + (status = 'running')::int,"
+    " started_at = coalesce(started_at, now()), updated_at = now()"
 )
 # Back to the queue with its history kept: `requeue_stopped` (one run) and `requeue_killed` (kill switch off).
+# Queued again on purpose, a run starts counting lost leases afresh (the attempt cap, `_EXHAUSTED`).
 _REQUEUE = (
     "status = 'queued', stop_reason = NULL, error = NULL, lease_owner = NULL,"
-    " lease_expires_at = NULL, finished_at = NULL, updated_at = now()"
+    " lease_expires_at = NULL, finished_at = NULL, lost_leases = 0, updated_at = now()"
 )
 
 
@@ -52,20 +57,50 @@ async def insert(db: Executor, *, run_id: uuid.UUID, question: str, config: RunC
     return run_from_row(row)
 
 
+BY_ID = "SELECT * FROM runs WHERE id = $1::uuid"
+"""`get` with a full id: the primary key."""
+BY_PREFIX = "SELECT * FROM runs WHERE id BETWEEN $1::uuid AND $2::uuid ORDER BY id LIMIT 2"
+"""`get` with a prefix: a range on the primary key, from the prefix padded with 0s to it padded with fs."""
+_MIN_PREFIX = 6
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
 async def get(db: Executor, run_id: str) -> RunRecord:
-    """By full id or a unique prefix of at least 6 characters."""
-    if len(run_id) >= 36:
-        row = await db.fetchrow("SELECT * FROM runs WHERE id::text = $1", run_id.lower())
+    """By full id or a unique prefix of at least 6 hex digits (any case; hyphens are ignored)."""
+    low, high = id_range(run_id)
+    if low == high:
+        row = await db.fetchrow(BY_ID, low)
     else:
-        if len(run_id) < 6:
-            raise RunNotFoundError(f"run id prefix {run_id!r} is too short: give at least 6 characters")
-        rows = await db.fetch("SELECT * FROM runs WHERE id::text LIKE $1 || '%' LIMIT 2", run_id.lower())
+        rows = await db.fetch(BY_PREFIX, low, high)
         if len(rows) > 1:
             raise RunNotFoundError(f"run id prefix {run_id!r} is ambiguous: give more characters")
         row = rows[0] if rows else None
     if row is None:
         raise RunNotFoundError(f"no run with id {run_id!r}; see `research-agent runs list`")
     return run_from_row(row)
+
+
+def id_range(run_id: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """The lowest and highest uuid that a run id, or a prefix of one, stands for (the same uuid for a full id).
+
+    Only hex digits count, so no character of `run_id` can act as a wildcard; hyphens are dropped wherever
+    they are typed. Raises `RunNotFoundError` for anything else, or fewer than 6 or more than 32 digits.
+    """
+    digits = run_id.strip().replace("-", "").lower()
+    stray = sorted({c for c in digits if c not in _HEX_DIGITS})
+    if stray:
+        listed = " ".join(repr(c) for c in stray)
+        raise RunNotFoundError(
+            f"{run_id!r} is not a run id: run ids are hexadecimal (0-9, a-f, optional hyphens), not {listed};"
+            " see `research-agent runs list`"
+        )
+    if len(digits) < _MIN_PREFIX:
+        raise RunNotFoundError(
+            f"run id prefix {run_id!r} is too short: give at least {_MIN_PREFIX} characters (hex digits)"
+        )
+    if len(digits) > 32:
+        raise RunNotFoundError(f"{run_id!r} is not a run id: it has {len(digits)} hex digits, a run id has 32")
+    return uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
 
 
 async def list_recent(db: Executor, *, limit: int, statuses: Sequence[RunStatus] | None = None) -> list[RunRecord]:
@@ -85,8 +120,34 @@ async def count_running(db: Executor) -> int:
 
 
 # --- leases -----------------------------------------------------------------------------------------
-async def claim_next(db: Executor, *, worker_id: str, lease_seconds: float) -> RunRecord | None:
-    """Claim the oldest queued run, or a running one whose lease expired (its worker died)."""
+async def fail_exhausted(db: Executor, *, max_attempts: int) -> list[RunRecord]:
+    """End every run whose lease expired on `max_attempts` attempts in a row: `failed` / `too_many_attempts`,
+    with the last error it recorded (if any). Without this a run that kills or stalls its worker every time
+    would change hands forever."""
+    rows = await db.fetch(
+        f"""
+        UPDATE runs SET status = 'failed', stop_reason = 'too_many_attempts',
+               error = 'the run was attempted ' || (lost_leases + 1) || ' times in a row and each time'
+                       || ' its worker stopped holding its lease before it finished'
+                       || ' (it died, stalled or lost the database);'
+                       || ' last error: ' || coalesce(error, 'none recorded')
+                       || '. Resume it with `research-agent runs resume` once the cause is fixed.',
+               lease_owner = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
+        WHERE id IN (SELECT id FROM runs WHERE {_EXHAUSTED} FOR UPDATE SKIP LOCKED)
+        RETURNING *
+        """,
+        max_attempts,
+    )
+    return [run_from_row(row) for row in rows]
+
+
+async def claim_next(
+    db: Executor, *, worker_id: str, lease_seconds: float, max_attempts: int | None = None
+) -> RunRecord | None:
+    """Claim the oldest queued run, or a running one whose lease expired (its worker died). With
+    `max_attempts`, runs that used them all are failed first (`fail_exhausted`), never claimed again."""
+    if max_attempts is not None:
+        await fail_exhausted(db, max_attempts=max_attempts)
     row = await db.fetchrow(
         f"""
         UPDATE runs SET {_CLAIM}
@@ -127,7 +188,8 @@ async def renew_lease(
 
 
 async def release_lease(db: Executor, run_id: RunId, *, worker_id: str) -> bool:
-    """Hand a running run back to the queue (graceful worker shutdown); False if not ours."""
+    """Hand a running run back to the queue (graceful worker shutdown); False if not ours. A hand-back is
+    not a lost lease, so it does not count towards the attempt cap."""
     result = await db.execute(
         "UPDATE runs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = now()"
         " WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
@@ -275,7 +337,7 @@ async def requeue_if_decided(db: Executor, run_id: RunId) -> bool:
     """Queue a run `awaiting_approval` again once none of its approval requests is pending."""
     result = await db.execute(
         """
-        UPDATE runs SET status = 'queued', stop_reason = NULL, updated_at = now()
+        UPDATE runs SET status = 'queued', stop_reason = NULL, lost_leases = 0, updated_at = now()
         WHERE id = $1 AND status = 'awaiting_approval'
           AND NOT EXISTS (SELECT 1 FROM approvals WHERE run_id = $1 AND status = 'pending')
         """,
@@ -317,6 +379,26 @@ def run_from_row(row: asyncpg.Record | None) -> RunRecord:
 
 def _uuid(run_id: RunId) -> uuid.UUID:
     return run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(run_id)
+
+
+# --- the fence other tables' writes use ------------------------------------------------------------------
+def lease_held(*, run: str, worker: str) -> str:
+    """A `WHERE` condition for a write made on behalf of a run: true when the worker parameter is NULL (not a
+    worker's write, e.g. a person deciding an approval) or that worker holds the run's lease. `FOR SHARE`
+    makes a concurrent claim wait for the write, or the write see the claim: never both."""
+    return (
+        f"({worker}::text IS NULL OR EXISTS (SELECT 1 FROM runs WHERE id = {run}::uuid"
+        f" AND lease_owner = {worker}::text AND status = 'running' FOR SHARE))"
+    )
+
+
+async def ensure_lease(db: Executor, run_id: RunId, worker_id: str | None) -> None:
+    """After a fenced write changed nothing: `LeaseLostError` if the reason is that the lease is gone."""
+    if worker_id is None:
+        return
+    row = await db.fetchrow("SELECT lease_owner, status FROM runs WHERE id = $1", _uuid(run_id))
+    if row is None or row["lease_owner"] != worker_id or row["status"] != "running":
+        raise _lease_lost(run_id, worker_id)
 
 
 def _lease_lost(run_id: RunId, worker_id: str) -> LeaseLostError:
