@@ -128,9 +128,9 @@ PRICES = {"function:*": {"input_per_mtok": 1.0, "output_per_mtok": 4.0}}
 
 @pytest.fixture(autouse=True)
 def _scripted_models_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Each run's own critic is the offline one, so the scripted model is only asked to research; and
+    """No run reviews its own report (the eval grades it), so the scripted model is only asked to research; and
     scripted models get a price, as a real model has, so the runs' dollar caps apply."""
-    monkeypatch.setenv("RESEARCH_AGENT_CRITIC_MODEL", "offline")
+    monkeypatch.setenv("RESEARCH_AGENT_CRITIC_MODEL", "off")
     monkeypatch.setenv("RESEARCH_AGENT_MODEL_PRICES", json.dumps(PRICES))
     yield
 

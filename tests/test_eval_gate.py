@@ -24,7 +24,8 @@ import agent.offline.model
 import agent.research_agent
 import evals._task
 from agent.offline.policy import Evidence, Page
-from evals import SuiteOptions, SuiteResult, run_suite, write_reports
+from evals import SuiteOptions, SuiteResult, load_baseline, run_suite, write_reports
+from evals._gate import save_baseline
 from tests._databases import DocsTemplate, create_database, drop_database, with_database
 from tools import CorpusStore, FetchedPage
 
@@ -166,3 +167,29 @@ async def test_a_policy_that_skips_fetching_fails_on_trajectory(
     assert not result.passed
     assert "trajectory" in _failing(result)
     assert _means(result)["trajectory"] < 0.9
+
+
+async def test_a_prompt_change_is_reported_not_evaluated_and_require_live_fails_on_it(
+    options: SuiteOptions, tmp_path: Path
+) -> None:
+    # The baseline was blessed under another research prompt: what a pull request changing it looks like.
+    assert options.baseline_dir is not None
+    baselines = tmp_path / "baselines"
+    baselines.mkdir()
+    blessed = load_baseline(options.baseline_dir / "python_reference.offline.json")
+    assert blessed is not None
+    save_baseline(
+        baselines / "python_reference.offline.json", blessed.model_copy(update={"prompt_version": "research@before"})
+    )
+    changed = dataclasses.replace(options, baseline_dir=baselines)
+
+    result = await run_suite(changed)
+    assert result.passed and result.prompt_unevaluated  # the scores cannot move: the offline model never reads it
+    assert any("research@before →" in note and "NOT evaluated" in note for note in result.notes)
+    markdown, _ = write_reports(result, tmp_path)
+    assert "NOT evaluated" in markdown.read_text(encoding="utf-8")
+
+    strict = await run_suite(dataclasses.replace(changed, require_live=True))
+    assert not strict.passed and strict.failures == [
+        "--require-live: the research prompt changed and no model that reads it judged the change"
+    ]

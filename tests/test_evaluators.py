@@ -446,3 +446,17 @@ def test_cli_usage_errors_exit_2(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("cases:\n  - inputs: {question: What?}\n    metadata: {unknown_field: 1}\n")
     assert main(["--dataset", str(broken), "--report-dir", str(tmp_path)]) == 2
+
+
+def test_a_prompt_change_the_model_does_not_read_is_named_and_fails_only_with_require_live() -> None:
+    from evals._suite import prompt_note, run_failures
+
+    note = prompt_note(before="research@aaa", after="research@bbb", reads_prompt=False)
+    assert note is not None and "research@aaa → research@bbb" in note and "NOT evaluated" in note
+    assert prompt_note(before="research@aaa", after="research@bbb", reads_prompt=True) is None  # a real model judged it
+    assert prompt_note(before="research@aaa", after="research@aaa", reads_prompt=False) is None  # nothing changed
+    assert run_failures(not_run=[], cost_limit=None, require_live=False, prompt_unevaluated=True) == []
+    (failure,) = run_failures(not_run=[], cost_limit=None, require_live=True, prompt_unevaluated=True)
+    assert failure.startswith("--require-live")
+    (capped,) = run_failures(not_run=["d/c ×1"], cost_limit=None, require_live=True, prompt_unevaluated=False)
+    assert "not run in full" in capped
