@@ -1,7 +1,8 @@
 """research-agent: a durable, budgeted, observable research agent on pydantic-ai.
 
-from agent import research, ResearchReport
+from agent import research, stats, ResearchReport
 result = await research("What changed in HTTP/3?")
+day = await stats("24h", by="model")   # across runs: completion rate, latency percentiles, cost, ...
 
 Each public name is imported from its module on first use (PEP 562 `__getattr__`), so `import agent`
 (and the `research-agent` CLI, which lives in `agent.cli`) costs nothing until a name is used: the
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from agent.config import RunConfig, RunStatus
     from agent.durable.approvals import Approval, ApprovalStore
     from agent.durable.run_view import RunView
-    from agent.durable.store import RunRecord, StepRecord
+    from agent.durable.store import RunRecord, RunStats, StepRecord
     from agent.durable.worker import Worker
     from agent.errors import (
         ApprovalError,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from agent.replay import RunTrace, export_run, load_trace, replay
     from agent.report import Citation, PartialFindings, ResearchReport
     from agent.settings import Settings
+    from agent.stats import stats
     from budgets import Budget
 
 __all__ = [
@@ -63,6 +65,7 @@ __all__ = [
     "RunNotFoundError",
     "RunRecord",
     "RunRefusedError",
+    "RunStats",
     "RunStatus",
     "RunTrace",
     "RunView",
@@ -77,6 +80,7 @@ __all__ = [
     "replay",
     "research",
     "screen_question",
+    "stats",
     "submit",
 ]
 
@@ -85,7 +89,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "agent.config": ("RunConfig", "RunStatus"),
     "agent.durable.approvals": ("Approval", "ApprovalStore"),
     "agent.durable.run_view": ("RunView",),
-    "agent.durable.store": ("RunRecord", "StepRecord"),
+    "agent.durable.store": ("RunRecord", "RunStats", "StepRecord"),
     "agent.durable.worker": ("Worker",),
     "agent.errors": (
         "ApprovalError",
@@ -103,6 +107,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "agent.replay": ("RunTrace", "export_run", "load_trace", "replay"),
     "agent.report": ("Citation", "PartialFindings", "ResearchReport"),
     "agent.settings": ("Settings",),
+    "agent.stats": ("stats",),
     "budgets": ("Budget",),
 }
 """Where each public name lives (keep in step with the imports above); only its module is imported."""

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 import asyncpg
@@ -24,7 +25,7 @@ from agent.durable.inline import INTERRUPTED, InlineRuns
 from agent.durable.run_view import RunView as RunView  # its home; `agent.api.RunView` stays importable
 from agent.durable.run_view import read_run
 from agent.durable.runner import DurableRunner
-from agent.durable.store import RunRecord, RunStore, StepRecord
+from agent.durable.store import RunRecord, RunStats, RunStore, StatsBy, StepRecord, fleet_stats
 from agent.errors import QuestionRefusedError, RunNotFoundError
 from agent.events import ProgressCallback, StartupCallback, ignore_progress, ignore_startup
 from agent.guardrails.screening import MAX_QUESTION_CHARS as _MAX_QUESTION_CHARS
@@ -84,6 +85,27 @@ def _screen(question: str, *, refuse_injection: bool) -> QuestionScreen:
         raise
 
 
+def _screen_events(screen: QuestionScreen) -> list[StepRecord]:
+    """The `input_screen` (injection markers) and `input_redaction` (secrets taken out) steps of a new run."""
+    events: list[StepRecord] = []
+    if screen.findings:
+        summary = f"injection markers: {', '.join(screen.patterns)}"
+        events.append(
+            StepRecord(seq=0, kind="event", name="input_screen", summary=summary, args=screen.as_json(), ok=False)
+        )
+    if screen.redactions:
+        events.append(
+            StepRecord(
+                seq=len(events),
+                kind="event",
+                name="input_redaction",
+                summary=screen.redaction_summary(),
+                args=dict(screen.redactions),
+            )
+        )
+    return events
+
+
 def default_decider() -> str:
     """Who approved: `user@host` of the deciding process, recorded in the audit."""
     return f"{getpass.getuser()}@{socket.gethostname()}"
@@ -126,19 +148,15 @@ class Runtime:
         check_run_models(self.settings, config, model=model, critic=critic)  # a bad model or key never makes a run
         screen = _screen(question, refuse_injection=self.settings.refuse_injection)
         await ensure_accepting_runs(self.pool, env_override=self.settings.disabled, cap_usd=self.settings.daily_cap_usd)
-        if not screen.findings:
+        events = _screen_events(screen)
+        if not events:
             return await self.store.create_run(question=screen.text, config=config)
-        # Findings are committed with the run, before any worker can claim it.
-        event = StepRecord(
-            seq=0,
-            kind="event",
-            name="input_screen",
-            summary=f"injection markers: {', '.join(screen.patterns)}",
-            args=screen.as_json(),
-            ok=False,
-        )
-        record = await self.store.create_run_with_events(question=screen.text, config=config, events=[event])
-        logfire.warn("question screened: {patterns}", patterns=screen.patterns, run_id=record.id)
+        # Findings and redactions are committed with the run, before any worker can claim it.
+        record = await self.store.create_run_with_events(question=screen.text, config=config, events=events)
+        if screen.findings:
+            logfire.warn("question screened: {patterns}", patterns=screen.patterns, run_id=record.id)
+        if screen.redactions:
+            logfire.info("question redacted: {redactions}", redactions=screen.redactions, run_id=record.id)
         return record
 
     async def research(
@@ -210,6 +228,12 @@ class Runtime:
         """
         run = await self.store.get_run(run_id)
         return await self.store.requeue(run.id, budget=budget)
+
+    async def stats(self, since: str | timedelta = "24h", *, by: StatsBy | None = None) -> RunStats:
+        """How the runs created in the last `since` went, in total and per `by` group (`agent.stats`)."""
+        from agent.stats import stats_window
+
+        return await fleet_stats(self.pool, since=stats_window(since), by=by)
 
     async def pending_approvals(self) -> list[Approval]:
         """Requests waiting for a human, oldest first (expiring the overdue ones first)."""

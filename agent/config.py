@@ -89,5 +89,6 @@ class RunConfig(BaseModel):
                 allow_domains=settings.fetch_allow_domains,
                 block_domains=settings.fetch_block_domains,
                 approval_domains=settings.fetch_approval_domains,
+                max_args_bytes=settings.max_tool_args_bytes,
             ),
         )

@@ -10,7 +10,9 @@ Accepted specs:
   other processes and receive the model as text, so this is how a custom model reaches them.
 
 Transient provider errors (429, 5xx, timeouts, connection errors) are retried by pydantic-ai's
-tenacity transport, honouring Retry-After; `fallback_models` wrap the primary in a `FallbackModel`.
+tenacity transport, honouring Retry-After, each wait lengthened by random jitter (`jittered`);
+`fallback_models` wrap the primary in a `FallbackModel`; a worker's `guard` (agent/durable/providers.py) puts
+each provider model behind a circuit breaker and shared rate limits.
 That transport is the only retry layer: the OpenAI and Anthropic SDK clients are built with
 `max_retries=0`, and when the retries run out the last error response is handed back to the SDK, so
 it raises its usual status error (pydantic-ai's `ModelHTTPError`, with the provider's status and
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import random
 import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -44,6 +47,9 @@ if TYPE_CHECKING:
     from agent.config import RunConfig
 
 ModelSpec = Model | str
+ModelGuard = Callable[[Model, str, bool], Model]
+"""Wraps a provider model resolved from a name: (model, the name, whether it is the last of its chain, so may
+wait for its circuit breaker rather than fail over) -> the model to use (`agent.durable.providers`)."""
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 OPENAI_PROVIDERS = frozenset({"openai", "openai-chat", "openai-responses"})
 # pydantic-ai's default pool for the clients it creates.
@@ -91,14 +97,28 @@ def _last_response_or_raise(state: RetryCallState) -> httpx2.Response:
     return state.outcome.result()  # type: ignore[no-any-return]  # re-raises the timeout / network error
 
 
+def jittered(wait: Callable[[RetryCallState], float], ratio: float) -> Callable[[RetryCallState], float]:
+    """`wait` lengthened by a random 0..`ratio` fraction of itself: never shorter (a Retry-After stays honoured),
+    and clients that failed together (runs, workers) do not all retry at the same instant."""
+
+    def wait_with_jitter(state: RetryCallState) -> float:
+        base = wait(state)
+        return base + random.uniform(0, base * ratio)
+
+    return wait_with_jitter
+
+
 def retrying_http_client(settings: Settings) -> httpx2.AsyncClient:
-    """An HTTP client for providers that retries transient failures with Retry-After-aware backoff."""
+    """An HTTP client for providers that retries transient failures with Retry-After-aware backoff and jitter."""
     transport = AsyncHTTPX2TenacityTransport(
         config=RetryConfig(
             retry=retry_if_exception_type((httpx2.HTTPStatusError, httpx2.TimeoutException, httpx2.NetworkError)),
-            wait=wait_retry_after(
-                fallback_strategy=wait_exponential(multiplier=0.5, max=settings.provider_max_wait_seconds),
-                max_wait=settings.provider_max_wait_seconds,
+            wait=jittered(
+                wait_retry_after(
+                    fallback_strategy=wait_exponential(multiplier=0.5, max=settings.provider_max_wait_seconds),
+                    max_wait=settings.provider_max_wait_seconds,
+                ),
+                settings.provider_retry_jitter,
             ),
             stop=stop_after_attempt(settings.provider_max_retries + 1),
             retry_error_callback=_last_response_or_raise,
@@ -229,11 +249,22 @@ def _single_model(spec: ModelSpec, settings: Settings, http_client: httpx2.Async
         raise _Unresolvable(str(exc)) from exc
 
 
-def _resolve_one(spec: ModelSpec, settings: Settings, http_client: httpx2.AsyncClient, *, source: str) -> Model:
+def _resolve_one(
+    spec: ModelSpec,
+    settings: Settings,
+    http_client: httpx2.AsyncClient,
+    *,
+    source: str,
+    guard: ModelGuard | None = None,
+    last: bool = True,
+) -> Model:
     try:
-        return _single_model(spec, settings, http_client)
+        model = _single_model(spec, settings, http_client)
     except _Unresolvable as exc:
         raise ConfigurationError(f"{source} {model_label(spec)!r}: {exc} — expected {MODEL_FORMS}") from exc
+    if guard is None or not isinstance(spec, str) or spec.startswith("factory:") or is_offline_model(spec):
+        return model  # only provider models get a breaker: not Model objects, factories or the offline model
+    return guard(model, spec, last)
 
 
 def resolve_model(
@@ -242,12 +273,21 @@ def resolve_model(
     settings: Settings,
     fallback_models: Sequence[str] = (),
     http_client: httpx2.AsyncClient,
+    guard: ModelGuard | None = None,
 ) -> Model:
-    """The model a run uses: the primary, wrapped in a `FallbackModel` when fallbacks are configured."""
-    primary = _resolve_one(spec, settings, http_client, source="model")
+    """The model a run uses: the primary, wrapped in a `FallbackModel` when fallbacks are configured.
+
+    `guard` (a worker's circuit breaker and rate limits) wraps each provider model named by a string; the
+    last model of the chain is told it may wait for an open breaker, the others fail over at once.
+    """
+    primary = _resolve_one(spec, settings, http_client, source="model", guard=guard, last=not fallback_models)
     if not fallback_models:
         return primary
-    fallbacks = [_resolve_one(name, settings, http_client, source="fallback model") for name in fallback_models]
+    last = len(fallback_models) - 1
+    fallbacks = [
+        _resolve_one(name, settings, http_client, source="fallback model", guard=guard, last=i == last)
+        for i, name in enumerate(fallback_models)
+    ]
     return FallbackModel(primary, *fallbacks)
 
 

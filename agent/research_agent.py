@@ -17,12 +17,15 @@ from pydantic import Field
 from pydantic_ai import Agent, DeferredToolRequests, ModelRetry, RunContext
 
 from agent.citations import UNCITED_ANSWER, as_not_answered, check_citations, is_uncited_answer, without_problems
-from agent.deps import ResearchDeps
+from agent.deps import FetchOrigin, ResearchDeps
 from agent.prompts import research_prompt
 from agent.report import ResearchReport
 from tools import (
+    FetchedPage,
     FetchLimits,
     FetchUrlResult,
+    LocalPages,
+    PageCache,
     SearchResponse,
     ToolFailure,
     fetch_url,
@@ -32,6 +35,32 @@ from tools import (
 )
 
 OUTPUT_RETRIES = 3
+
+
+class _SeenSources:
+    """The run's page cache and corpus as `fetch_url` consults them, remembering which one served the page:
+    the corpus, the cache, or neither (the network)."""
+
+    def __init__(self, cache: PageCache, corpus: LocalPages | None) -> None:
+        self._cache = cache
+        self._corpus = corpus
+        self.origin: FetchOrigin = "network"
+
+    async def get_document(self, url: str) -> FetchedPage | None:
+        page = None if self._corpus is None else await self._corpus.get_document(url)
+        if page is not None:
+            self.origin = "corpus"
+        return page
+
+    async def get_page(self, url: str) -> FetchedPage | None:
+        page = await self._cache.get_page(url)
+        if page is not None:
+            self.origin = "cache"
+        return page
+
+    async def put_page(self, page: FetchedPage, *, ttl: timedelta) -> None:
+        await self._cache.put_page(page, ttl=ttl)
+
 
 SubQuestion = Annotated[str, Field(min_length=3, max_length=300)]
 
@@ -124,16 +153,19 @@ def build_agent() -> Agent[ResearchDeps, ResearchOutput]:
         deps = ctx.deps
         config = deps.config
         deps.emit("fetch", f"fetch: {url}")
+        seen = _SeenSources(deps.store, deps.corpus)
         result, page = await fetch_url(
             url,
             limits=FetchLimits(max_bytes=config.fetch_max_bytes, timeout_seconds=config.fetch_timeout_seconds),
             allow_hosts=frozenset(config.fetch_allow_hosts),
             max_chars=config.fetch_max_chars,
-            cache=deps.store,
+            cache=seen,
             cache_ttl=timedelta(seconds=config.page_cache_ttl_seconds),
-            corpus=deps.corpus,
+            corpus=seen if deps.corpus is not None else None,
         )
         if page is not None:
+            if ctx.tool_call_id is not None:  # the ledger records it (`tool_effects.origin`: `stats`' cache hit rate)
+                deps.fetch_origins[ctx.tool_call_id] = seen.origin
             deps.sources[page.url] = page
             await deps.store.record_source(deps.run_id, page)
         if isinstance(result, ToolFailure):

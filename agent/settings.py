@@ -12,10 +12,12 @@ import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
+from urllib.parse import urlsplit
 
 import annotated_types
 import platformdirs
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+import pydantic  # webhooks: its validators, by their qualified names
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -33,17 +35,40 @@ AUTO_MODELS: tuple[tuple[str, str], ...] = (
 
 
 ENV_PREFIX = "RESEARCH_AGENT_"
-_JSON_FIELDS = ("tool_policy", "model_prices")
+_JSON_FIELDS = ("tool_policy", "model_prices", "rate_limits")
 # Expected forms that cannot be derived from a field's type and bounds (see `_expected_form`).
 _FORMS: dict[str, str] = {
     "tool_policy": 'JSON like {"tools": {"fetch_url": "require_approval"}, "timeouts": {"fetch_url": 20}}',
     "model_prices": 'JSON like {"openai:my-model": {"input_per_mtok": 0.5, "output_per_mtok": 1.5}}',
     "data_dir": "a directory path",
+    "rate_limits": 'JSON like {"openai:gpt-4.1-mini": {"rpm": 500, "tpm": 200000}}',
 }
+
+
+class ProviderRateLimit(BaseModel):
+    """Requests and tokens per rate window (a minute by default) one provider model may take, across all workers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rpm: int | None = Field(default=None, ge=1, description="Requests per window.")
+    tpm: int | None = Field(default=None, ge=1, description="Tokens (input bound + output allowance) per window.")
 
 
 def _default_data_dir() -> Path:
     return platformdirs.user_data_path("research-agent")
+
+
+def _comma_list(value: object) -> object:
+    return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+
+
+def _http_urls(urls: list[str]) -> list[str]:
+    """Webhook URLs, syntax only: the SSRF rules (DNS, the allow-list) apply at worker start and at delivery."""
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{url!r} is not an http:// or https:// URL")
+    return urls
 
 
 class Settings(BaseSettings):
@@ -74,6 +99,34 @@ class Settings(BaseSettings):
     provider_max_retries: int = Field(default=4, ge=0, le=20, description="Retries on 429/5xx/timeouts.")
     provider_max_wait_seconds: float = Field(default=60.0, gt=0, description="Longest Retry-After honoured.")
     model_request_timeout_seconds: float = Field(default=120.0, gt=0)
+    provider_retry_jitter: float = Field(
+        default=0.25, ge=0, le=1, description="Each retry wait is lengthened by a random 0..this fraction of it."
+    )
+
+    # --- provider health (agent/durable/providers.py): circuit breaker and shared rate limits ----------------
+    rate_limits: Annotated[dict[str, ProviderRateLimit], NoDecode] = Field(
+        default_factory=dict,
+        description="JSON: requests and tokens per minute per model, shared by every worker, e.g. "
+        '{"openai:gpt-4.1-mini": {"rpm": 500, "tpm": 200000}}; keys `system:model` (as in `model_prices`).',
+    )
+    rate_limit_window_seconds: float = Field(
+        default=60.0, gt=0, le=3_600, description="The window `rate_limits` count in (a minute; shorter in tests)."
+    )
+    breaker_failures: int = Field(
+        default=5, ge=1, le=1_000, description="Consecutive provider failures (after retries) that open the breaker."
+    )
+    breaker_open_seconds: float = Field(
+        default=60.0, gt=0, le=86_400, description="How long an open breaker refuses requests before one probe."
+    )
+    breaker_close_successes: int = Field(
+        default=2, ge=1, le=100, description="Successful probes in a row that close a half-open breaker."
+    )
+    breaker_max_wait_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        le=86_400,
+        description="How long a run with no fallback left waits for an open breaker before it fails `provider_error`.",
+    )
 
     critic_model: str = Field(
         default="auto",
@@ -122,6 +175,13 @@ class Settings(BaseSettings):
     fetch_approval_domains: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated domains whose fetches need human approval."
     )
+    max_tool_args_bytes: int = Field(
+        default=65_536,
+        ge=1_024,
+        le=16_777_216,
+        description="A tool call whose arguments (JSON) are longer is refused with a structured error, unread "
+        "(before validation or secret scanning).",
+    )
 
     approval_timeout_seconds: float = Field(
         default=3_600.0,
@@ -158,6 +218,20 @@ class Settings(BaseSettings):
         description="RESEARCH_AGENT_REFUSE_INJECTION=1: refuse questions with prompt-injection markers "
         "(default: record the findings on the run and research the question anyway).",
     )
+
+    # --- webhooks (agent/durable/webhooks.py; docs/decisions/0024-webhooks.md) ------------------------
+    webhooks: Annotated[
+        list[str], NoDecode, pydantic.BeforeValidator(_comma_list), pydantic.AfterValidator(_http_urls)
+    ] = Field(
+        default_factory=list,
+        description="Comma-separated http(s) URLs told about runs, approvals, alerts and the kill switch (signed "
+        "JSON, at least once); the fetch_url SSRF rules apply: a private receiver needs fetch_allow_hosts.",
+    )
+    webhook_secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key for the signature header.")
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120, description="One delivery attempt, in all.")
+    webhook_max_attempts: int = Field(default=10, ge=1, le=100, description="Attempts before a delivery is given up.")
+    webhook_backoff_seconds: float = Field(default=5.0, gt=0, le=3600, description="First retry wait; doubles.")
+    webhook_backoff_max_seconds: float = Field(default=600.0, gt=0, le=86_400, description="Longest retry wait.")
 
     # --- observability -----------------------------------------------------------------------
     service_name: str = "research-agent"

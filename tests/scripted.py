@@ -196,6 +196,31 @@ def unanswered_model() -> FunctionModel:
     return FunctionModel(respond, model_name="scripted-unanswered")
 
 
+def huge_args_model() -> FunctionModel:
+    """A poison model for worker subprocesses: after planning it searches with a 5 MB query, and once that
+    is refused it says plainly that it found nothing. Importable as a factory."""
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        state = read_history(messages)
+        if not state.planned:
+            return _call("record_plan", {"sub_questions": [state.question]})
+        if (
+            not state.retry_prompts
+            and not state.searched
+            and not any(
+                isinstance(part, ToolReturnPart) and part.tool_name == "web_search"
+                for message in messages
+                if isinstance(message, ModelRequest)
+                for part in message.parts
+            )
+        ):
+            return _call("web_search", {"query": "x" * 5_000_000, "max_results": 3})
+        report = {"answered": False, "answer": NOT_ANSWERED, "citations": [], "unresolved": [MISSING]}
+        return _call(info.output_tools[0].name, report)
+
+    return FunctionModel(respond, model_name="scripted-huge-args")
+
+
 CRITIC_ISSUE = "The answer names no source for its claim about the IETF."
 CRITIC_MISSING = "when QUIC was standardised"
 CRITIC_UNSUPPORTED = "QUIC was standardised by the IETF."

@@ -35,7 +35,18 @@ if TYPE_CHECKING:
     )
     from tools._fetch_tool import CORPUS_SCHEME, FetchUrlArgs, FetchUrlResult, LocalPages, fetch_url
     from tools._framing import frame_untrusted, neutralize, truncate_text
-    from tools._policy import PolicyDecision, ToolPolicy, ToolPolicyOverrides, redact_args
+    from tools._policy import (
+        ArgsRefusal,
+        PolicyDecision,
+        ToolPolicy,
+        ToolPolicyOverrides,
+        args_size,
+        omitted_args,
+        redact_args,
+        redact_secrets,
+        redact_url,
+        screen_args,
+    )
     from tools._pydocs_build import PYTHON_DOCS_COLLECTION, build_python_docs
     from tools._pydocs_index import IndexProgress, ensure_python_docs, ingest_python_docs
     from tools._pydocs_urls import see_also_url
@@ -53,11 +64,13 @@ if TYPE_CHECKING:
     )
     from tools._search_tool import WebSearchArgs, web_search
     from tools._types import FetchedPage, PageCache, SearchHit, SearchResponse, ToolErrorCode, ToolFailure
+    from tools._webhook import WebhookAnswer, check_webhook_url, post_webhook
     from tools.errors import ResearchAgentError
 
 __all__ = [
     "CORPUS_SCHEME",
     "PYTHON_DOCS_COLLECTION",
+    "ArgsRefusal",
     "BlockedURLError",
     "BraveBackend",
     "CollectionStats",
@@ -101,9 +114,12 @@ __all__ = [
     "UnsupportedContentError",
     "UpsertCounts",
     "WebSearchArgs",
+    "WebhookAnswer",
+    "args_size",
     "build_python_docs",
     "build_search_backend",
     "check_destination",
+    "check_webhook_url",
     "ensure_python_docs",
     "extract_main_text",
     "fetch_page",
@@ -112,7 +128,12 @@ __all__ = [
     "ingest_path",
     "ingest_python_docs",
     "neutralize",
+    "omitted_args",
+    "post_webhook",
     "redact_args",
+    "redact_secrets",
+    "redact_url",
+    "screen_args",
     "see_also_url",
     "truncate_text",
     "web_search",
@@ -145,7 +166,18 @@ _MODULES: dict[str, tuple[str, ...]] = {
     ),
     "tools._fetch_tool": ("CORPUS_SCHEME", "FetchUrlArgs", "FetchUrlResult", "LocalPages", "fetch_url"),
     "tools._framing": ("frame_untrusted", "neutralize", "truncate_text"),
-    "tools._policy": ("PolicyDecision", "ToolPolicy", "ToolPolicyOverrides", "redact_args"),
+    "tools._policy": (
+        "ArgsRefusal",
+        "PolicyDecision",
+        "ToolPolicy",
+        "ToolPolicyOverrides",
+        "args_size",
+        "omitted_args",
+        "redact_args",
+        "redact_secrets",
+        "redact_url",
+        "screen_args",
+    ),
     "tools._pydocs_build": ("PYTHON_DOCS_COLLECTION", "build_python_docs"),
     "tools._pydocs_index": ("IndexProgress", "ensure_python_docs", "ingest_python_docs"),
     "tools._pydocs_urls": ("see_also_url",),
@@ -163,6 +195,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     ),
     "tools._search_tool": ("WebSearchArgs", "web_search"),
     "tools._types": ("FetchedPage", "PageCache", "SearchHit", "SearchResponse", "ToolErrorCode", "ToolFailure"),
+    "tools._webhook": ("WebhookAnswer", "check_webhook_url", "post_webhook"),
     "tools.errors": ("ResearchAgentError",),
 }
 """Where each public name lives (keep in step with the imports above); only its module is imported."""

@@ -1,7 +1,9 @@
 """The one table of secret and personal-data patterns, and the redaction every other layer derives from it.
 
-Three places hide what must not be kept: reports (`agent.guardrails.redaction`), the tool-call audit
-(`tools.redact_args`) and Logfire spans and logs (`agent.telemetry`). All three read `DETECTORS`.
+Every place that hides what must not be kept reads `DETECTORS`: the question at submission
+(`agent.guardrails.screening`), search results and page text before the model sees them (`tools.web_search`,
+`tools.fetch_url`), the model's own responses and the tool-call audit (`agent.guardrails.policy_guard`,
+`tools.redact_args`), reports (`agent.guardrails.redaction`) and Logfire spans and logs (`agent.telemetry`).
 
 Each detector is a regex for a shape plus, where a shape alone is too loose, a check the real thing
 always passes (Luhn for cards, the DNI control letter, a digit count for phones). A match becomes
@@ -14,6 +16,14 @@ attributes for (`extra_patterns`) before handing a value to the precise detector
 National ids covered (a small, documented list): US SSN (`ddd-dd-dddd`, not area 000/666/9xx, group
 00 or serial 0000), UK National Insurance number, Spanish DNI (checked control letter).
 
+Secrets are also found disguised (`tools._secret_forms`): URL-encoded, base64 or hex encoded, or spaced
+out (`s k - l i v e ...`, `s/k/-/l/...`). A disguised secret is redacted whole, and `find_secret` says which
+form it was in (the policy guard refuses a tool call that carries one). Only the secret shapes with a
+distinctive prefix (`sk-`, `ghp_`, `AKIA`...) are looked for spaced out, and only when they also hold a
+digit and a letter: `ask - me ...` in prose is never read as a key. Long texts are redacted in pieces of
+`_PIECE_CHARS`, so no single regex call holds the GIL long enough to starve an event loop in another
+thread; a piece boundary never splits a match (pieces are joined where one would).
+
 This is a cheap layer over text, not a classifier: it cannot know that a number is someone's.
 """
 
@@ -21,9 +31,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
+
+from tools._secret_forms import Form, SpacedRun, decodings, spaced_runs
 
 __all__ = [
     "DETECTORS",
@@ -33,6 +45,8 @@ __all__ = [
     "TRIGGERS",
     "Category",
     "Detector",
+    "SecretFinding",
+    "find_secret",
     "is_secret_name",
     "redact_text",
 ]
@@ -52,6 +66,8 @@ class Detector:
     """A cheap regex (matched case-insensitively) that occurs in every match of `pattern`."""
     valid: Callable[[str], bool] | None = None
     """A match (its `secret` group if any) failing this is left alone."""
+    spaced: bool = False
+    """Also looked for spaced out (a distinctive prefix makes that safe on prose)."""
 
 
 def _digits(text: str) -> str:
@@ -92,24 +108,38 @@ DETECTORS: tuple[Detector, ...] = (
         r"-----BEGIN",
     ),
     # A JWT's header, payload and (possibly empty, unsigned) signature.
-    Detector("jwt", "secret", re.compile(r"(?i:\beyJ)[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), r"\beyJ"),
-    Detector("anthropic_key", "secret", re.compile(r"(?i:\bsk-ant-)[A-Za-z0-9_-]{12,}"), r"\bsk-"),
-    Detector("openai_key", "secret", re.compile(r"(?i:\bsk-)[A-Za-z0-9_-]{16,}"), r"\bsk-"),
+    Detector(
+        "jwt",
+        "secret",
+        re.compile(r"(?i:\beyJ)[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
+        r"\beyJ",
+        spaced=True,
+    ),
+    Detector("anthropic_key", "secret", re.compile(r"(?i:\bsk-ant-)[A-Za-z0-9_-]{12,}"), r"\bsk-", spaced=True),
+    Detector("openai_key", "secret", re.compile(r"(?i:\bsk-)[A-Za-z0-9_-]{16,}"), r"\bsk-", spaced=True),
     Detector(
         "github_token",
         "secret",
         # Case-sensitive: real tokens have lower-case prefixes, and `GHS-classification` is prose.
         re.compile(r"\b(?:gh[pousr]|github_pat)[-_][A-Za-z0-9_-]{10,}"),
         r"\b(?:gh[pousr]|github_pat)[-_]",
+        spaced=True,
     ),
-    Detector("gitlab_token", "secret", re.compile(r"\bglpat[-_][A-Za-z0-9_-]{10,}"), r"\bglpat[-_]"),
+    Detector("gitlab_token", "secret", re.compile(r"\bglpat[-_][A-Za-z0-9_-]{10,}"), r"\bglpat[-_]", spaced=True),
     Detector(
         "aws_access_key",
         "secret",
         re.compile(r"\b(?:(?:AKIA|ASIA)[0-9A-Z]{16}|(?i:AKIA[0-9A-Z]{16}))\b"),
         r"\b(?:AKIA|ASIA)[0-9A-Z]{16}",
+        spaced=True,
     ),
-    Detector("slack_token", "secret", re.compile(r"(?i:\bxox[abposr][-_])[A-Za-z0-9_-]{10,}"), r"\bxox[abposr][-_]"),
+    Detector(
+        "slack_token",
+        "secret",
+        re.compile(r"(?i:\bxox[abposr][-_])[A-Za-z0-9_-]{10,}"),
+        r"\bxox[abposr][-_]",
+        spaced=True,
+    ),
     # A token, not prose ("bearer instruments"): long, or with a digit in it.
     Detector(
         "bearer_token",
@@ -122,7 +152,9 @@ DETECTORS: tuple[Detector, ...] = (
         "secret",
         "secret",
         re.compile(
-            r"(?i:\b[\w-]*(?:api[_-]?key|key|token|secret|password|passwd))[\"']?\s*[=:]\s*[\"']?"
+            # No `\b[\w-]*` before the name (`OPENAI_API_KEY=`): only the value is replaced, and that prefix
+            # made `a-a-a-...` quadratic (every `-` a word boundary, every scan to the end of the run).
+            r"(?i:(?:api[_-]?key|key|token|secret|password|passwd))[\"']?\s*[=:]\s*[\"']?"
             r"(?P<secret>[A-Za-z0-9_+/.=-]{16,})"
         ),
         r"(?:key|token|secret|password|passwd)[\"']?\s*[=:]",
@@ -203,12 +235,74 @@ def redact_text(
     """`text` with every detected secret and personal datum replaced, and the count of each kind replaced.
 
     `category` limits the detectors to secrets or to personal data; `placeholder` replaces the default
-    `[REDACTED:<kind>]`.
+    `[REDACTED:<kind>]`. Secrets are also redacted where they are disguised (URL-encoded, base64, hex,
+    spaced out). CPU-bound on long texts: in async code run it in a thread (`asyncio.to_thread`).
     """
     counts: Counter[str] = Counter()
-    for detector in DETECTORS:
-        if category is not None and detector.category != category:
-            continue
+    if len(text) <= _PIECE_CHARS:
+        return _redact_piece(text, category, placeholder, counts), counts
+    out: list[str] = []
+    pieces = list(_pieces(text))
+    index = 0
+    while index < len(pieces):
+        piece = pieces[index]
+        while index + 1 < len(pieces) and _straddles(piece, pieces[index + 1], category):
+            index += 1  # a match across the boundary: redact the two pieces as one
+            piece += pieces[index]
+        out.append(_redact_piece(piece, category, placeholder, counts))
+        index += 1
+    return "".join(out), counts
+
+
+@dataclass(frozen=True)
+class SecretFinding:
+    """A secret-shaped string: its kind, and the disguises it was found under (outermost first)."""
+
+    kind: str
+    forms: tuple[Form, ...] = ()
+
+    def describe(self) -> str:
+        """`openai_key` / `openai_key (url-encoded, then base64)`."""
+        return self.kind if not self.forms else f"{self.kind} ({', then '.join(self.forms)})"
+
+
+def find_secret(text: str) -> SecretFinding | None:
+    """The first secret shape in `text`, as written or disguised (up to two encodings deep), or None.
+
+    For short strings (tool arguments, URLs, queries): unlike `redact_text` it does not cut the text into
+    pieces, so bound the input first.
+    """
+    return _find(text, depth=2, forms=())
+
+
+_PIECE_CHARS: Final = 1 << 18
+"""Texts longer than this are redacted piece by piece (a regex call on 256 KiB holds the GIL ~25 ms)."""
+_MARGIN_CHARS: Final = 1 << 12
+"""How far from a piece boundary a match may start and still cross it (an RSA-4096 PEM key fits)."""
+
+_SECRET_DETECTORS: Final = tuple(d for d in DETECTORS if d.category == "secret")
+_PERSONAL_DETECTORS: Final = tuple(d for d in DETECTORS if d.category == "personal")
+# The spaced-out shapes, matched in the collapsed text at a token start (so without `\b`), and a cheap
+# prefilter made of their triggers.
+_SPACED: Final = tuple(
+    (d, re.compile(d.pattern.pattern.replace(r"\b", ""), d.pattern.flags)) for d in DETECTORS if d.spaced
+)
+_SPACED_TRIGGER: Final = re.compile(
+    "|".join(d.trigger.replace(r"\b", "") for d, _ in _SPACED), re.IGNORECASE | re.DOTALL
+)
+
+
+def _redact_piece(text: str, category: Category | None, placeholder: str | None, counts: Counter[str]) -> str:
+    if category in (None, "secret"):
+        text = _apply(text, _SECRET_DETECTORS, placeholder, counts)
+        text = _redact_disguised(text, placeholder, counts)
+    if category in (None, "personal"):
+        text = _apply(text, _PERSONAL_DETECTORS, placeholder, counts)
+    return text
+
+
+def _apply(text: str, detectors: tuple[Detector, ...], placeholder: str | None, counts: Counter[str]) -> str:
+    for detector in detectors:
 
         def replace(match: re.Match[str], detector: Detector = detector) -> str:
             group = "secret" if "secret" in match.re.groupindex else 0
@@ -224,4 +318,109 @@ def redact_text(
             return whole[: start - offset] + marker + whole[end - offset :]
 
         text = detector.pattern.sub(replace, text)
-    return text, counts
+    return text
+
+
+def _redact_disguised(text: str, placeholder: str | None, counts: Counter[str]) -> str:
+    """Each disguised secret replaced whole (the run of spaced tokens, the encoded string)."""
+    found: list[tuple[int, int, str]] = list(_spaced_secrets(text))
+    for decoded in decodings(text):
+        if (finding := _find(decoded.text, depth=1, forms=())) is not None:
+            found.append((decoded.start, decoded.end, finding.kind))
+    if not found:
+        return text
+    chosen: list[tuple[int, int, str]] = []
+    for start, end, kind in sorted(found, key=lambda f: f[1] - f[0]):  # the narrowest of overlapping candidates:
+        if all(end <= s or start >= e for s, e, _ in chosen):  # a path segment rather than the whole path
+            chosen.append((start, end, kind))
+    out: list[str] = []
+    position = 0
+    for start, end, kind in sorted(chosen):
+        counts[kind] += 1
+        out += [text[position:start], placeholder if placeholder is not None else f"[REDACTED:{kind}]"]
+        position = end
+    return "".join([*out, text[position:]])
+
+
+def _find(text: str, *, depth: int, forms: tuple[Form, ...]) -> SecretFinding | None:
+    for detector in _SECRET_DETECTORS:
+        if any(_is_valid(detector, match) for match in detector.pattern.finditer(text)):
+            return SecretFinding(detector.kind, forms)
+    for _start, _end, kind in _spaced_secrets(text):
+        return SecretFinding(kind, (*forms, "spaced"))
+    if depth > 0:
+        for decoded in decodings(text):
+            if (found := _find(decoded.text, depth=depth - 1, forms=(*forms, decoded.form))) is not None:
+                return found
+    return None
+
+
+def _is_valid(detector: Detector, match: re.Match[str]) -> bool:
+    group = "secret" if "secret" in match.re.groupindex else 0
+    return detector.valid is None or detector.valid(match.group(group))
+
+
+def _spaced_secrets(text: str) -> Iterator[tuple[int, int, str]]:
+    """`(start, end, kind)` of each spaced-out secret: a run of short tokens whose collapsed text, from a
+    token start, is a secret shape with a digit and a letter in it, made of tokens that are not words."""
+    for run in spaced_runs(text, worth=lambda collapsed: _SPACED_TRIGGER.search(collapsed) is not None):
+        yield from _run_secrets(run)
+
+
+def _run_secrets(run: SpacedRun) -> Iterator[tuple[int, int, str]]:
+    index = 0
+    while index < len(run.offsets):
+        hit = _spaced_match(run.collapsed, run.offsets[index])
+        if hit is None:
+            index += 1
+            continue
+        kind, end = hit
+        last = index
+        while last + 1 < len(run.offsets) and run.offsets[last + 1] < end:
+            last += 1
+        if not _wordy(run.tokens[index : last + 1]):
+            yield run.spans[index][0], run.spans[last][1], kind
+            index = last + 1
+        else:
+            index += 1
+
+
+def _wordy(tokens: tuple[str, ...]) -> bool:
+    """Prose, not a key cut into pieces: `sk - top 10 of 2024 in 5 min` is mostly words (letters of one case);
+    `s k - 4 f 9 Q` and `sk-l ive- 4f9Q x2Lm` are not."""
+    words = sum(len(t) > 1 and t.isalpha() and (t.islower() or t.isupper()) for t in tokens)
+    return words >= _MAX_WORD_SHARE * len(tokens)
+
+
+_MAX_WORD_SHARE: Final = 0.4
+
+
+def _spaced_match(collapsed: str, position: int) -> tuple[str, int] | None:
+    for detector, loose in _SPACED:
+        match = loose.match(collapsed, position)
+        if match is not None and _is_valid(detector, match) and _mixed_secret(match.group(0)):
+            return detector.kind, match.end()
+    return None
+
+
+def _pieces(text: str) -> Iterator[str]:
+    """`text` in pieces of about `_PIECE_CHARS`, cut after a newline (else a blank) where there is one."""
+    start = 0
+    while len(text) - start > _PIECE_CHARS:
+        end = start + _PIECE_CHARS
+        cut = text.rfind("\n", end - _MARGIN_CHARS, end)
+        if cut < 0:
+            cut = max(text.rfind(" ", end - _MARGIN_CHARS, end), text.rfind("\t", end - _MARGIN_CHARS, end))
+        cut = end if cut < 0 else cut + 1
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
+
+
+def _straddles(before: str, after: str, category: Category | None) -> bool:
+    """Whether a match crosses the boundary between two pieces: the text around it redacts differently whole
+    than in halves (a longer spaced run, a PEM key cut in two...)."""
+    tail, head = before[-_MARGIN_CHARS:], after[:_MARGIN_CHARS]
+    ignored: Counter[str] = Counter()
+    whole = _redact_piece(tail + head, category, None, ignored)
+    return whole != _redact_piece(tail, category, None, ignored) + _redact_piece(head, category, None, ignored)

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from agent.cli import approvals, console, controls, corpus, db, research, runs
+from agent.cli import approvals, console, controls, corpus, db, research, runs, stats
 
 # add_completion: `--install-completion` / `--show-completion` for bash, zsh, fish and PowerShell (typer's).
 app = typer.Typer(help="A durable, budgeted research agent.", no_args_is_help=True, add_completion=True)
@@ -20,6 +20,7 @@ app.command()(research.ask)
 app.command()(research.submit)
 app.command()(research.worker)
 app.command()(controls.spend)
+app.command()(stats.stats)
 app.add_typer(runs.app, name="runs")
 app.add_typer(approvals.app, name="approvals")
 app.add_typer(corpus.app, name="corpus")

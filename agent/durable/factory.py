@@ -3,7 +3,9 @@
 A worker builds these per run from the run's frozen config plus the worker's own keys (keys are never
 frozen into a run). Everything is resolved before any spend, so a misconfigured model, critic or price
 fails the run up front with a `ConfigurationError` instead of after the research was paid for.
-The HTTP clients are shared by every run of one runner: creating one loads the CA bundle (~20 ms).
+The HTTP clients are shared by every run of one runner: creating one loads the CA bundle (~20 ms). Given the
+run store's pool, provider models are wrapped in the shared circuit breaker and rate limits
+(`agent.durable.providers`).
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import asyncpg
 import httpx
 import httpx2
 from pydantic_ai.models import Model
 
+from agent.durable.providers import ProviderHealth
 from agent.durable.store import RunRecord
 from agent.errors import ConfigurationError
 from agent.events import ProgressCallback, ProgressEvent, ignore_progress
@@ -69,8 +73,11 @@ class RunFactory:
         settings: Settings,
         models: Mapping[str, Model] | None = None,
         search_backend: SearchBackend | None = None,
+        pool: asyncpg.Pool | None = None,
     ) -> None:
         self.settings = settings
+        # With the run store's pool, provider models get the shared circuit breaker and rate limits.
+        self.health = ProviderHealth(pool, settings) if pool is not None else None
         # Model instances by config label, for in-process runs with a Model object (tests, notebooks).
         self.models = dict(models or {})
         self.search_backend = search_backend
@@ -106,6 +113,7 @@ class RunFactory:
             settings=self.settings,
             fallback_models=list(fallback_models),
             http_client=self._provider_http,
+            guard=self.health.guard if self.health is not None else None,
         )
 
     async def aclose(self) -> None:

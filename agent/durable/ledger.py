@@ -67,6 +67,7 @@ class ToolLedger(AbstractCapability[ResearchDeps]):
                 args=call.args_as_dict(),
                 result=to_jsonable_python(result),
                 latency_ms=latency_ms,
+                origin=deps.fetch_origins.pop(call.tool_call_id, None),
             )
         return result
 

@@ -61,7 +61,7 @@ class DurableRunner:
         self.settings = settings
         self.worker_id = worker_id
         self.progress = progress
-        self.factory = RunFactory(settings=settings, models=models, search_backend=search_backend)
+        self.factory = RunFactory(settings=settings, models=models, search_backend=search_backend, pool=store.pool)
         self.agent: Agent[ResearchDeps, ResearchOutput] = research_agent()
         self.active = ActiveRuns()
         self._sessions: dict[str, RunSession] = {}  # read by the heartbeat: elapsed run time, carried over resumes

@@ -24,6 +24,7 @@ from agent.durable.controls import ControlWatcher, KillSwitchState
 from agent.durable.outage import Outage, database_unavailable, quiet_pool_reconnects
 from agent.durable.runner import DurableRunner
 from agent.durable.store import PageCacheSweeper, RunRecord, release_lease
+from agent.durable.webhooks import WebhookDispatcher
 from agent.events import (
     ProgressCallback,
     WorkerCallback,
@@ -80,6 +81,7 @@ class Worker:
             runtime.pool, on_kill=self._kill_switch_on, env_override=runtime.settings.disabled
         )
         self._page_sweeper = PageCacheSweeper(runtime.pool)  # deletes expired page_cache rows while running
+        self._webhooks = WebhookDispatcher(runtime.pool, runtime.settings, worker_id=self.worker_id)  # webhooks hook
         self._outage = Outage(what=f"worker {self.worker_id}", notice=on_notice)
         quiet_pool_reconnects()
         self._abandoned: set[str] = set()
@@ -94,6 +96,7 @@ class Worker:
         settings = self.runtime.settings
         claimed_total = 0
         logfire.info("worker started", worker_id=self.worker_id, concurrency=self.concurrency)
+        await self._webhooks.start()  # webhooks hook: ConfigurationError for a URL the fetch SSRF rules refuse
         await self._controls.start()
         self._page_sweeper.start()
         try:
@@ -217,6 +220,7 @@ class Worker:
             logfire.warn("kill switch on: stopping {count} runs", count=len(stopped), worker_id=self.worker_id)
 
     async def _shutdown(self) -> None:
+        await self._webhooks.stop()  # webhooks hook: a delivery cut short is sent again (at least once)
         await self._controls.stop()
         await self._page_sweeper.stop()
         active = dict(self._active)

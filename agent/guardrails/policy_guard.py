@@ -6,27 +6,51 @@ arguments redacted. Refusals go back to the model as structured failures and the
 model that keeps repeating a refused call is stopped as a loop. Calls to tools the agent does not
 have never reach the tool hooks (pydantic-ai answers them with a retry prompt), so they are audited
 from the model response instead.
+
+Each model response is screened as it arrives, before anything stores, replays or exports it (this hook
+runs inside the model-request span, so the span records the screened response): a tool call's arguments
+over the size limit are replaced, unread, by a stand-in and the call is refused; arguments carrying a
+secret shape, as written or disguised (`tools.screen_args`), refuse the call; and every secret shape in
+the response (tool arguments, text) is redacted. A refused call is never validated or sent. The
+screening runs in a thread: a 5 MB argument must not stall the event loop and its lease heartbeat.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import logfire
 from pydantic_ai import RunContext
 from pydantic_ai.capabilities import AbstractCapability
-from pydantic_ai.capabilities.abstract import ValidatedToolArgs, WrapToolExecuteHandler
-from pydantic_ai.exceptions import ApprovalRequired
-from pydantic_ai.messages import ModelResponse, ToolCallPart
+from pydantic_ai.capabilities.abstract import (
+    RawToolArgs,
+    ValidatedToolArgs,
+    WrapToolExecuteHandler,
+    WrapToolValidateHandler,
+)
+from pydantic_ai.exceptions import ApprovalRequired, SkipToolValidation
+from pydantic_ai.messages import ModelResponse, ModelResponsePart, TextPart, ThinkingPart, ToolCallPart
 from pydantic_ai.models import ModelRequestContext
 from pydantic_ai.tools import ToolDefinition
 from pydantic_core import to_jsonable_python
 
 from agent.deps import ResearchDeps
 from budgets import BudgetExceeded, call_key
-from tools import PolicyDecision, ToolPolicy, redact_args
+from tools import (
+    ArgsRefusal,
+    PolicyDecision,
+    ToolPolicy,
+    args_size,
+    omitted_args,
+    redact_args,
+    redact_secrets,
+    screen_args,
+)
+from tools.secrets import redact_text
 
 DENIED = "denied_by_policy"
 MAX_SAME_REFUSALS = 2
@@ -40,12 +64,19 @@ class PolicyGuard(AbstractCapability[ResearchDeps]):
     """Call keys a human rejected (or let expire) earlier in this run: asked again, they are denied."""
     refusals: dict[str, int] = field(default_factory=dict)
     """Refused calls in this execution of the run, by call key."""
+    screened: dict[str, ArgsRefusal | None] = field(default_factory=dict)
+    """Tool calls whose arguments were screened, by tool call id: the refusal, or None when they may go on."""
 
     async def after_model_request(
         self, ctx: RunContext[ResearchDeps], *, request_context: ModelRequestContext, response: ModelResponse
     ) -> ModelResponse:
         params = request_context.model_request_parameters
-        known = {t.name for t in params.function_tools} | {t.name for t in params.output_tools}
+        outputs = {t.name for t in params.output_tools}
+        known = {t.name for t in params.function_tools} | outputs
+        response, screened, redacted = await asyncio.to_thread(self._screen_response, response, outputs)
+        self.screened.update(screened)
+        if redacted:
+            logfire.info("model response redacted: {redactions}", redactions=dict(redacted), run_id=ctx.deps.run_id)
         for part in response.parts:
             if isinstance(part, ToolCallPart) and part.tool_name not in known:
                 await self._audit(
@@ -54,6 +85,25 @@ class PolicyGuard(AbstractCapability[ResearchDeps]):
                     PolicyDecision(decision="deny", reason=f"unknown tool {part.tool_name!r}: not registered, not run"),
                 )
         return response
+
+    async def wrap_tool_validate(
+        self,
+        ctx: RunContext[ResearchDeps],
+        *,
+        call: ToolCallPart,
+        tool_def: ToolDefinition,
+        args: RawToolArgs,
+        handler: WrapToolValidateHandler,
+    ) -> ValidatedToolArgs:
+        """A call refused on its arguments skips validation (the refusal is returned when it executes)."""
+        if tool_def.kind == "output":
+            return await handler(args)
+        if call.tool_call_id not in self.screened:  # a call from a committed response (a resumed run)
+            limit = self.policy.max_args_bytes
+            self.screened[call.tool_call_id] = await asyncio.to_thread(screen_args, args, max_bytes=limit)
+        if self.screened[call.tool_call_id] is not None:
+            raise SkipToolValidation({})
+        return await handler(args)
 
     async def wrap_tool_execute(
         self,
@@ -66,6 +116,10 @@ class PolicyGuard(AbstractCapability[ResearchDeps]):
     ) -> Any:
         if tool_def.kind == "output":  # the final report is not a tool with effects
             return await handler(args)
+        if (refused := self.screened.get(call.tool_call_id)) is not None:
+            await self._audit(ctx, call, PolicyDecision(decision="deny", reason=refused.reason))
+            self._count_refusal(call)
+            return refused.as_result()
         decision = self.policy.decide(call.tool_name, call.args_as_dict())
         if decision.decision == "require_approval" and ctx.tool_call_approved:
             decision = PolicyDecision(decision="allow", reason=f"approved by a human ({decision.reason})")
@@ -119,6 +173,45 @@ class PolicyGuard(AbstractCapability[ResearchDeps]):
                 "loop", f"loop detected: {call.tool_name} refused {seen + 1} times with the same arguments"
             )
 
+    def _screen_response(
+        self, response: ModelResponse, outputs: set[str]
+    ) -> tuple[ModelResponse, dict[str, ArgsRefusal | None], Counter[str]]:
+        """The response with oversized arguments replaced and secrets redacted, each tool call's verdict, and
+        what was redacted. CPU-bound on a hostile response (run it in a thread): sizes are taken first."""
+        screened: dict[str, ArgsRefusal | None] = {}
+        redacted: Counter[str] = Counter()
+        parts: list[ModelResponsePart] = []
+        for part in response.parts:
+            if isinstance(part, ToolCallPart):
+                part = self._screen_call(part, output=part.tool_name in outputs, screened=screened, redacted=redacted)
+            elif isinstance(part, TextPart) or (isinstance(part, ThinkingPart) and part.signature is None):
+                # (signed thinking is replayed to its provider verbatim, so it is left as it is)
+                content, found = redact_text(part.content, category="secret")
+                redacted.update(found)
+                part = dataclasses.replace(part, content=content) if found else part
+            parts.append(part)
+        if all(new is old for new, old in zip(parts, response.parts, strict=True)):
+            return response, screened, redacted
+        return dataclasses.replace(response, parts=parts), screened, redacted
+
+    def _screen_call(
+        self,
+        call: ToolCallPart,
+        *,
+        output: bool,
+        screened: dict[str, ArgsRefusal | None],
+        redacted: Counter[str],
+    ) -> ToolCallPart:
+        limit = self.policy.max_args_bytes
+        refusal = None if output else screen_args(call.args, max_bytes=limit)
+        if not output:
+            screened[call.tool_call_id] = refusal
+        if refusal is not None and args_size(call.args) > limit:  # never read: not kept, not replayed
+            return dataclasses.replace(call, args=omitted_args(args_size(call.args), limit))
+        args, found = redact_secrets(call.args)
+        redacted.update(found)
+        return call if args is None else dataclasses.replace(call, args=args)
+
     @staticmethod
     def _redacted_args(call: ToolCallPart) -> Any:
         try:
@@ -129,7 +222,7 @@ class PolicyGuard(AbstractCapability[ResearchDeps]):
 
     async def _audit(self, ctx: RunContext[ResearchDeps], call: ToolCallPart, decision: PolicyDecision) -> None:
         deps = ctx.deps
-        args = self._redacted_args(call)
+        args = await asyncio.to_thread(self._redacted_args, call)  # up to the size limit: CPU work
         logfire.info(
             "tool policy {decision}: {tool}",
             decision=decision.decision,

@@ -8,6 +8,10 @@ question that *talks about* prompt injection is a legitimate research topic.
 
 Patterns are a cheap first layer, not a classifier: they catch the stock phrasings and fake role
 tags, and say which one matched so an operator can judge.
+
+Secret shapes in the question (the shared table, `tools.secrets`, as written or disguised) are redacted
+here, before the question is stored or sent to a model: a pasted key never rests in the run store and
+never reaches a tool. The count per kind is kept on the screen (`redactions`) and recorded on the run.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import unicodedata
 from dataclasses import dataclass, field
 
 from agent.errors import InvalidQuestionError, QuestionRefusedError
+from tools.secrets import redact_text
 
 __all__ = [
     "INJECTION_PATTERNS",
@@ -73,10 +78,12 @@ class InjectionFinding:
 
 @dataclass(frozen=True, kw_only=True)
 class QuestionScreen:
-    """The cleaned question and what the injection screen found in it."""
+    """The cleaned question (secrets redacted), what the injection screen found in it, and what was redacted."""
 
     text: str
     findings: tuple[InjectionFinding, ...] = field(default=())
+    redactions: dict[str, int] = field(default_factory=dict)
+    """Secrets redacted from the question, by kind."""
 
     @property
     def patterns(self) -> list[str]:
@@ -84,6 +91,11 @@ class QuestionScreen:
 
     def as_json(self) -> dict[str, object]:
         return {"findings": [{"pattern": f.pattern, "excerpt": f.excerpt} for f in self.findings]}
+
+    def redaction_summary(self) -> str:
+        """`2 redaction(s): github_token 1, openai_key 1`, like the report's `output_redaction` step."""
+        total = sum(self.redactions.values())
+        return f"{total} redaction(s): " + ", ".join(f"{k} {n}" for k, n in sorted(self.redactions.items()))
 
 
 def screen_question(question: str | bytes, *, refuse_injection: bool) -> QuestionScreen:
@@ -96,7 +108,9 @@ def screen_question(question: str | bytes, *, refuse_injection: bool) -> Questio
         raise InvalidQuestionError(f"the question is {len(cleaned)} characters; the limit is {MAX_QUESTION_CHARS}")
     if any(_is_control(c) for c in cleaned):
         raise InvalidQuestionError("the question contains control characters (binary input?)")
-    screen = QuestionScreen(text=cleaned, findings=tuple(_find_injections(cleaned)))
+    redacted, redactions = redact_text(cleaned, category="secret")
+    findings = tuple(_find_injections(cleaned))
+    screen = QuestionScreen(text=redacted, findings=_redact_excerpts(findings), redactions=dict(redactions))
     if screen.findings and refuse_injection:
         raise QuestionRefusedError(
             "the question looks like a prompt-injection attempt ("
@@ -133,3 +147,10 @@ def _find_injections(text: str) -> list[InjectionFinding]:
         if match:
             findings.append(InjectionFinding(pattern=name, excerpt=match.group(0).strip()[:120]))
     return findings
+
+
+def _redact_excerpts(findings: tuple[InjectionFinding, ...]) -> tuple[InjectionFinding, ...]:
+    """Excerpts are stored on the run: they get the question's redaction too."""
+    return tuple(
+        InjectionFinding(pattern=f.pattern, excerpt=redact_text(f.excerpt, category="secret")[0]) for f in findings
+    )

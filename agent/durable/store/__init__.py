@@ -2,8 +2,8 @@
 
 Plain SQL on asyncpg, one module per table group; `runs` is the only module with SQL on the `runs`
 table (approvals and the kill switch call it too), but for `retention`, which deletes old finished runs
-with their rows (`runs purge`) and sweeps the expired page cache. `RunStore` is the typed object the
-runner, the API and the CLI use.
+with their rows (`runs purge`) and sweeps the expired page cache, and `stats`, which only reads the runs of
+a window (`research-agent stats`). `RunStore` is the typed object the runner, the API and the CLI use.
 """
 
 from agent.durable.store.effects import insert_audit
@@ -31,27 +31,49 @@ from agent.durable.store.retention import (
     purge_runs,
 )
 from agent.durable.store.run_store import RunStore, release_lease
+from agent.durable.store.stats import (
+    STATS_BY,
+    ApprovalStats,
+    GroupStats,
+    PageCacheStats,
+    Percentiles,
+    RunStats,
+    StatsBy,
+    ToolStats,
+    fleet_stats,
+    stats_queries,
+)
 
 __all__ = [
     "FINISHED_STATUSES",
+    "STATS_BY",
+    "ApprovalStats",
     "AuditRecord",
     "Connection",
     "Executor",
+    "GroupStats",
     "JSONValue",
+    "PageCacheStats",
     "PageCacheSweeper",
+    "Percentiles",
     "PurgeCounts",
     "RunRecord",
+    "RunStats",
     "RunStore",
+    "StatsBy",
     "StepRecord",
     "ToolEffect",
+    "ToolStats",
     "TurnCommit",
     "count_purgeable",
+    "fleet_stats",
     "insert_audit",
     "parse_age",
     "purge_cutoff",
     "purge_expired_pages",
     "purge_runs",
     "release_lease",
+    "stats_queries",
     "stored_usage",
     "usage_from_json",
     "usage_to_json",

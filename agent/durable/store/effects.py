@@ -32,13 +32,15 @@ async def put_tool_effect(
     args: JSONValue,
     result: JSONValue,
     latency_ms: float,
+    origin: str | None = None,
     worker_id: str | None = None,
 ) -> None:
-    """Record a tool's result once. With `worker_id`, only while that worker holds the run's lease
-    (checked in the same statement); otherwise `LeaseLostError` and nothing is written."""
+    """Record a tool's result once, with `origin` for a `fetch_url` that got a page (`cache`, `network`,
+    `corpus`: the page cache's hit rate in `stats`). With `worker_id`, only while that worker holds the
+    run's lease (checked in the same statement); otherwise `LeaseLostError` and nothing is written."""
     status = await db.execute(
-        "INSERT INTO tool_effects (run_id, tool_call_id, tool_name, args, result, latency_ms)"
-        " SELECT $1::uuid, $2::text, $3::text, $4::jsonb, $5::jsonb, $6::float8"
+        "INSERT INTO tool_effects (run_id, tool_call_id, tool_name, args, result, latency_ms, origin)"
+        " SELECT $1::uuid, $2::text, $3::text, $4::jsonb, $5::jsonb, $6::float8, $8::text"
         f" WHERE {lease_held(run='$1', worker='$7')}"
         " ON CONFLICT (run_id, tool_call_id) DO NOTHING",
         run_id,
@@ -48,6 +50,7 @@ async def put_tool_effect(
         result,
         latency_ms,
         worker_id,
+        origin,
     )
     if status == "INSERT 0 0":  # already recorded (a replayed call), or fenced out
         await ensure_lease(db, run_id, worker_id)

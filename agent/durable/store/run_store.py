@@ -179,7 +179,9 @@ class RunStore:
         args: JSONValue,
         result: JSONValue,
         latency_ms: float,
+        origin: str | None = None,
     ) -> None:
+        """Record a tool's result once; `origin`: where a `fetch_url` got its page (cache, network, corpus)."""
         await effects.put_tool_effect(
             self.pool,
             uuid.UUID(run_id),
@@ -188,6 +190,7 @@ class RunStore:
             args=args,
             result=result,
             latency_ms=latency_ms,
+            origin=origin,
             worker_id=self.worker_id,
         )
 
