@@ -233,7 +233,13 @@ class Runtime:
         """How the runs created in the last `since` went, in total and per `by` group (`agent.stats`)."""
         from agent.stats import stats_window
 
-        return await fleet_stats(self.pool, since=stats_window(since), by=by)
+        return await fleet_stats(
+            self.pool,
+            since=stats_window(since),
+            by=by,
+            breaker_open_seconds=self.settings.breaker_open_seconds,
+            rate_window_seconds=self.settings.rate_limit_window_seconds,
+        )
 
     async def pending_approvals(self) -> list[Approval]:
         """Requests waiting for a human, oldest first (expiring the overdue ones first)."""

@@ -34,8 +34,15 @@ async def stats(
     """Every figure over the runs created in the last `since`, in total and, with `by` (`"model"`,
     `"prompt_version"` or `"status"`), per group."""
     window = stats_window(since)
-    pool = await open_database(settings or Settings.load(), max_size=2)
+    settings = settings or Settings.load()
+    pool = await open_database(settings, max_size=2)
     try:
-        return await fleet_stats(pool, since=window, by=by)
+        return await fleet_stats(
+            pool,
+            since=window,
+            by=by,
+            breaker_open_seconds=settings.breaker_open_seconds,
+            rate_window_seconds=settings.rate_limit_window_seconds,
+        )
     finally:
         await pool.close()

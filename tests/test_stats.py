@@ -326,7 +326,7 @@ async def test_the_command_prints_tables_and_json(settings: Settings, fleet: Fle
     grouped = run_cli(env, "stats", "--since", "7d", "--by", "status", "--json")
     assert grouped.returncode == 0, grouped.stderr
     data = json.loads(grouped.stdout)
-    assert set(data) == {"since_seconds", "window_start", "window_end", "by", "total", "groups"}
+    assert set(data) == {"since_seconds", "window_start", "window_end", "by", "total", "groups", "providers"}
     assert data["by"] == "status" and data["since_seconds"] == 7 * 86400 and data["total"]["runs"] == 6
     assert {g["key"]: g["runs"] for g in data["groups"]} == data["total"]["statuses"]
     assert isinstance(data["total"]["total_cost_usd"], str) and Decimal(data["total"]["total_cost_usd"]) > 0
@@ -335,6 +335,30 @@ async def test_the_command_prints_tables_and_json(settings: Settings, fleet: Fle
 
     by_model = run_cli(env, "stats", "--by", "model")
     assert by_model.returncode == 0 and "by model" in by_model.stdout and "all runs" in by_model.stdout
+
+
+async def test_the_circuit_breakers_state_is_shown(runtime: Runtime, settings: Settings) -> None:
+    # One provider's breaker open (as agent.durable.providers leaves it after 5 failures), one closed but busy.
+    await runtime.pool.execute(
+        "INSERT INTO provider_health (key, state, consecutive_failures, opened_at, last_error, last_failure_at)"
+        " VALUES ('openai:broken', 'open', 5, now(), 'HTTP 503 from the provider', now())"
+    )
+    await runtime.pool.execute(
+        "INSERT INTO provider_rate_usage (key, window_start, requests, tokens)"
+        " VALUES ('openai:busy', to_timestamp(floor(extract(epoch FROM now()) / 60) * 60), 7, 1234)"
+    )
+    result = await runtime.stats("24h")
+    by_key = {p.key: p for p in result.providers}
+    assert set(by_key) == {"openai:broken", "openai:busy"}
+    broken, busy = by_key["openai:broken"], by_key["openai:busy"]
+    assert broken.state == "open" and broken.consecutive_failures == 5 and broken.last_error
+    assert broken.open_seconds_left is not None and 0 < broken.open_seconds_left <= settings.breaker_open_seconds
+    assert busy.state == "closed" and (busy.window_requests, busy.window_tokens) == (7, 1234)
+
+    shown = run_cli(worker_env(settings, COLUMNS="250"), "stats")
+    assert shown.returncode == 0, shown.stderr
+    assert "Providers (circuit breaker, now)" in shown.stdout and "openai:broken" in shown.stdout
+    assert "HTTP 503 from the provider" in shown.stdout and "7 / 1,234" in shown.stdout
 
 
 @pytest.mark.parametrize(

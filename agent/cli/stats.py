@@ -50,7 +50,13 @@ def stats(
     async def body(stores: Stores) -> RunStats:
         from agent.durable.store.stats import fleet_stats
 
-        return await fleet_stats(stores.pool, since=window, by=group)
+        return await fleet_stats(
+            stores.pool,
+            since=window,
+            by=group,
+            breaker_open_seconds=stores.settings.breaker_open_seconds,
+            rate_window_seconds=stores.settings.rate_limit_window_seconds,
+        )
 
     result = with_stores(body)
     if as_json:
@@ -88,10 +94,32 @@ def stats_tables(result: RunStats, *, since: str) -> list[str | Table]:
     heading = f"{_count(result.total.runs, 'run')} created in the last {since} (since {start:%Y-%m-%d %H:%M} UTC)"
     if result.by:
         heading += f", by {result.by}"
+    providers: list[str | Table] = [_providers(result)] if result.providers else []  # shown even with no runs
     if not result.total.runs:
-        return [heading]
+        return [heading, *providers]
     groups = [result.total, *result.groups]
-    return [heading, _figures(groups), _stop_reasons(groups), _tools(groups, by=result.by)]
+    return [heading, _figures(groups), _stop_reasons(groups), _tools(groups, by=result.by), *providers]
+
+
+def _providers(result: RunStats) -> Table:
+    """Each provider model's circuit breaker now (closed and idle ones are not listed)."""
+    from rich.table import Table
+
+    table = Table(title="Providers (circuit breaker, now)", title_justify="left")
+    for column in ("model", "state", "failures", "open for", "requests / tokens this window", "last error"):
+        table.add_column(column, justify="right" if column in ("failures", "open for") else "left")
+    for p in result.providers:
+        left = "" if p.open_seconds_left is None else f"{p.open_seconds_left:.0f}s"
+        state = p.state + (" (probing)" if p.probe_in_flight else "")
+        table.add_row(
+            escape(p.key),
+            state,
+            str(p.consecutive_failures),
+            left,
+            f"{p.window_requests} / {p.window_tokens:,}",
+            escape((p.last_error or "")[:60]),
+        )
+    return table
 
 
 def _table(title: str, groups: list[GroupStats]) -> Table:

@@ -15,6 +15,8 @@ from datetime import datetime
 
 import asyncpg
 
+from agent.durable.store.records import Executor
+
 BreakerState = str
 """`closed`, `open` or `half_open`."""
 
@@ -244,10 +246,10 @@ ORDER BY k.key
 """
 
 
-async def health(pool: asyncpg.Pool, *, open_seconds: float, window_seconds: float) -> list[ProviderState]:
+async def health(db: Executor, *, open_seconds: float, window_seconds: float) -> list[ProviderState]:
     """Every provider model a breaker has seen fail or that reserved in the current rate window (the others are
-    closed with nothing reserved)."""
-    rows = await pool.fetch(_HEALTH, open_seconds, window_seconds)
+    closed with nothing reserved); on a pool, or in a caller's transaction (`stats`)."""
+    rows = await db.fetch(_HEALTH, open_seconds, window_seconds)
     return [
         ProviderState(
             key=row["key"],

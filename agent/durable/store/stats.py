@@ -33,6 +33,7 @@ from typing import Annotated, Final, Literal, get_args
 import asyncpg
 from pydantic import BaseModel, Field, PlainSerializer
 
+from agent.durable.store import providers
 from agent.durable.store.retention import FINISHED_STATUSES
 from agent.money import money_text, plain_money
 
@@ -42,6 +43,7 @@ __all__ = [
     "GroupStats",
     "PageCacheStats",
     "Percentiles",
+    "ProviderHealth",
     "RunStats",
     "StatsBy",
     "ToolStats",
@@ -147,6 +149,19 @@ class GroupStats(BaseModel):
     page_cache: PageCacheStats = Field(default_factory=PageCacheStats)
 
 
+class ProviderHealth(BaseModel):
+    """A provider model's circuit breaker as `stats` shows it; models not listed are closed and idle."""
+
+    key: str
+    state: str
+    consecutive_failures: int
+    open_seconds_left: float | None = None
+    probe_in_flight: bool = False
+    last_error: str | None = None
+    window_requests: int = 0
+    window_tokens: int = 0
+
+
 class RunStats(BaseModel):
     """`research-agent stats`: the window, the totals, and the groups of `by` (most runs first)."""
 
@@ -156,6 +171,8 @@ class RunStats(BaseModel):
     by: StatsBy | None = None
     total: GroupStats
     groups: list[GroupStats] = Field(default_factory=list)
+    providers: list[ProviderHealth] = Field(default_factory=list)
+    """Each provider model's circuit breaker and current rate window (`agent.durable.providers`), now."""
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -285,15 +302,34 @@ async def fleet_stats(
     *,
     since: timedelta = timedelta(hours=24),
     by: StatsBy | None = None,
+    breaker_open_seconds: float = 60.0,
+    rate_window_seconds: float = 60.0,
 ) -> RunStats:
-    """Every figure over the runs created in the last `since`, in total and, with `by`, per group."""
+    """Every figure over the runs created in the last `since`, in total and, with `by`, per group, and each
+    provider's breaker now (`breaker_open_seconds` and `rate_window_seconds` as the settings give them)."""
     if since <= timedelta(0):
         raise ValueError("the window must be longer than zero")
     queries = stats_queries(by)
     if isinstance(db, asyncpg.Pool):
         async with db.acquire() as conn:
-            return await _read(conn, since=since, by=by, queries=queries)
-    return await _read(db, since=since, by=by, queries=queries)
+            result = await _read(conn, since=since, by=by, queries=queries)
+    else:
+        result = await _read(db, since=since, by=by, queries=queries)
+    states = await providers.health(db, open_seconds=breaker_open_seconds, window_seconds=rate_window_seconds)
+    result.providers = [
+        ProviderHealth(
+            key=state.key,
+            state=state.state,
+            consecutive_failures=state.consecutive_failures,
+            open_seconds_left=state.open_seconds_left,
+            probe_in_flight=state.probe_in_flight,
+            last_error=state.last_error,
+            window_requests=state.window_requests,
+            window_tokens=state.window_tokens,
+        )
+        for state in states
+    ]
+    return result
 
 
 async def _read(
