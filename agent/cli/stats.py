@@ -102,23 +102,26 @@ def stats_tables(result: RunStats, *, since: str) -> list[str | Table]:
 
 
 def _providers(result: RunStats) -> Table:
-    """Each provider model's circuit breaker now (closed and idle ones are not listed)."""
+    """Each provider model's circuit breaker now (closed and idle ones are not listed); last errors below."""
     from rich.table import Table
 
     table = Table(title="Providers (circuit breaker, now)", title_justify="left")
-    for column in ("model", "state", "failures", "open for", "requests / tokens this window", "last error"):
-        table.add_column(column, justify="right" if column in ("failures", "open for") else "left")
+    table.add_column("model", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    for column in ("failures", "open for", "requests / tokens this window"):
+        table.add_column(column, justify="right")
+    errors: list[str] = []
     for p in result.providers:
         left = "" if p.open_seconds_left is None else f"{p.open_seconds_left:.0f}s"
         state = p.state + (" (probing)" if p.probe_in_flight else "")
         table.add_row(
-            escape(p.key),
-            state,
-            str(p.consecutive_failures),
-            left,
-            f"{p.window_requests} / {p.window_tokens:,}",
-            escape((p.last_error or "")[:60]),
+            escape(p.key), state, str(p.consecutive_failures), left, f"{p.window_requests} / {p.window_tokens:,}"
         )
+        if p.last_error and p.state != "closed":
+            errors.append(f"{escape(p.key)}: {escape(p.last_error[:200])}")
+    if errors:
+        table.caption = "last error: " + "; ".join(errors)
+        table.caption_justify = "left"
     return table
 
 
