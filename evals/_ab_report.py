@@ -3,7 +3,6 @@ drop the run could have caught, what each side was, then the cases that changed,
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from statistics import fmean
 from typing import Any
@@ -13,7 +12,7 @@ from rich.table import Table
 
 from evals._ab import ABDataset, ABResult
 from evals._compare import EvaluatorComparison
-from evals._report import family_line, quote_block
+from evals._report import family_line, quote_block, write_report_files
 from evals._sides import SideCase, SideInfo
 
 __all__ = ["ab_to_json", "print_ab_summary", "render_ab_markdown", "write_ab_reports"]
@@ -210,9 +209,4 @@ def print_ab_summary(result: ABResult, console: Console) -> None:
 
 
 def write_ab_reports(result: ABResult, directory: Path) -> tuple[Path, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    markdown = directory / "ab-report.md"
-    data = directory / "ab-report.json"
-    markdown.write_text(render_ab_markdown(result), encoding="utf-8")
-    data.write_text(json.dumps(ab_to_json(result), indent=2) + "\n", encoding="utf-8")
-    return markdown, data
+    return write_report_files(directory, "ab-report", markdown=render_ab_markdown(result), data=ab_to_json(result))

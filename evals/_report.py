@@ -14,7 +14,15 @@ from evals._compare import Comparison
 from evals._suite import CaseResult, DatasetResult, SuiteResult
 from evals._verdict import EvaluatorVerdict
 
-__all__ = ["family_line", "print_summary", "quote_block", "render_markdown", "to_json", "write_reports"]
+__all__ = [
+    "family_line",
+    "print_summary",
+    "quote_block",
+    "render_markdown",
+    "to_json",
+    "write_report_files",
+    "write_reports",
+]
 
 ANSWER_CHARS = 1_500
 CHANGED_CASES = 15
@@ -366,10 +374,14 @@ def to_json(result: SuiteResult) -> dict[str, Any]:
     }
 
 
-def write_reports(result: SuiteResult, directory: Path) -> tuple[Path, Path]:
+def write_report_files(directory: Path, stem: str, *, markdown: str, data: dict[str, Any]) -> tuple[Path, Path]:
+    """`<stem>.md` and `<stem>.json` in `directory` (created if missing); returns their paths."""
     directory.mkdir(parents=True, exist_ok=True)
-    markdown = directory / "eval-report.md"
-    data = directory / "eval-report.json"
-    markdown.write_text(render_markdown(result), encoding="utf-8")
-    data.write_text(json.dumps(to_json(result), indent=2) + "\n", encoding="utf-8")
-    return markdown, data
+    md_path, json_path = directory / f"{stem}.md", directory / f"{stem}.json"
+    md_path.write_text(markdown, encoding="utf-8")
+    json_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return md_path, json_path
+
+
+def write_reports(result: SuiteResult, directory: Path) -> tuple[Path, Path]:
+    return write_report_files(directory, "eval-report", markdown=render_markdown(result), data=to_json(result))

@@ -14,10 +14,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
+
+from tests._processes import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,10 +135,12 @@ def test_ctrl_c_stops_both_sides_and_removes_the_worktree(tmp_path: Path, postgr
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal
     )
-    deadline = time.monotonic() + 120
-    while not _children_running("ra-evals-worktree-"):  # the base revision's eval has started
-        assert process.poll() is None and time.monotonic() < deadline, "the base side never started"
-        time.sleep(0.05)
+    wait_for(  # the base revision's eval has started (or the A/B ended early: the assertions below say why)
+        lambda: bool(_children_running("ra-evals-worktree-")) or process.poll() is not None,
+        timeout=120,
+        what="the base side to start",
+    )
+    assert process.poll() is None, "the A/B ended before its base side started"
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 130, output

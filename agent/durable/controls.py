@@ -29,6 +29,7 @@ from typing import Any
 
 import asyncpg
 
+from agent.durable.background import BackgroundTask
 from agent.durable.store import Connection, runs
 from agent.errors import RunRefusedError
 from budgets import DailySpend, Hold, SpendGate, SpendHooks
@@ -231,7 +232,7 @@ class ControlWatcher:
         self._state = KillSwitchState(flag=False, env_override=env_override)
         self._wake = asyncio.Event()
         self._conn: asyncpg.pool.PoolConnectionProxy[Any] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTask(self._watch, name="research-agent controls")
 
     @property
     def kill_switch_on(self) -> bool:
@@ -252,14 +253,10 @@ class ControlWatcher:
             import logfire
 
             logfire.warn("control watcher: {error}; polling", error=str(exc))
-        self._task = asyncio.create_task(self._watch(), name="research-agent controls")
+        self._background.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.stop()
         await self._unlisten()
 
     async def _watch(self) -> None:

@@ -17,12 +17,12 @@ import hashlib
 import hmac
 import json
 import random
-from contextlib import suppress
 from typing import Final
 from urllib.parse import urlsplit
 
 import asyncpg
 
+from agent.durable.background import BackgroundTask
 from agent.durable.outage import database_unavailable
 from agent.durable.store import outbox
 from agent.durable.store.outbox import EVENT_TYPES, ClaimedDelivery, enqueue_event
@@ -112,23 +112,19 @@ class WebhookDispatcher:
         self.claim_seconds = 2 * settings.webhook_timeout_seconds + 1.0
         """How long a claimed delivery is ours: past the attempt's time limit, so only a dead worker's runs out."""
         self._rng = rng or random.Random()
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTask(self._run, name="webhook dispatcher")
         self._failing = False
         self._pruned_at = -PRUNE_SECONDS
 
     async def start(self) -> None:
         """Check the URLs (`ConfigurationError`), then deliver in the background."""
-        if not self.urls or self._task is not None:
+        if not self.urls or self._background.running:
             return
         await check_webhooks(self.settings)
-        self._task = asyncio.create_task(self._run(), name="webhook dispatcher")
+        self._background.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+        await self._background.stop()
 
     async def _run(self) -> None:
         import logfire

@@ -18,13 +18,13 @@ import asyncio
 import dataclasses
 import re
 from collections.abc import Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 import asyncpg
 
+from agent.durable.background import BackgroundTask
 from agent.durable.store.pages import purge_expired_pages
 from agent.durable.store.records import Executor
 
@@ -208,18 +208,13 @@ class PageCacheSweeper:
     def __init__(self, pool: asyncpg.Pool, *, every_seconds: float = PAGE_SWEEP_SECONDS) -> None:
         self.pool = pool
         self.every_seconds = every_seconds
-        self._task: asyncio.Task[None] | None = None
+        self._background = BackgroundTask(self._sweep_forever, name="page-cache sweep")
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._sweep_forever(), name="page-cache sweep")
+        self._background.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+        await self._background.stop()
 
     async def _sweep_forever(self) -> None:
         import logfire  # a worker's process has it already; the store's readers do not need it
