@@ -71,7 +71,68 @@ def _http_urls(urls: list[str]) -> list[str]:
     return urls
 
 
-class Settings(BaseSettings):
+def _fractions(values: list[float]) -> list[float]:
+    for value in values:
+        if not 0 < value <= 1:
+            raise ValueError(f"{value!r} is not a fraction of the daily cap: give numbers above 0 and at most 1")
+    return sorted(set(values))
+
+
+class OperationsSettings(BaseSettings):
+    """The operating part of `Settings`, who is told what: webhooks and alert rules. A base of `Settings` (never
+    used alone) so that each class stays short enough to read."""
+
+    # --- webhooks (agent/durable/webhooks.py; docs/decisions/0024-webhooks.md) ------------------------
+    webhooks: Annotated[
+        list[str], NoDecode, pydantic.BeforeValidator(_comma_list), pydantic.AfterValidator(_http_urls)
+    ] = Field(
+        default_factory=list,
+        description="Comma-separated http(s) URLs told about runs, approvals, alerts and the kill switch (signed "
+        "JSON, at least once); the fetch_url SSRF rules apply: a private receiver needs fetch_allow_hosts.",
+    )
+    webhook_secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key for the signature header.")
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120, description="One delivery attempt, in all.")
+    webhook_max_attempts: int = Field(default=10, ge=1, le=100, description="Attempts before a delivery is given up.")
+    webhook_backoff_seconds: float = Field(default=5.0, gt=0, le=3600, description="First retry wait; doubles.")
+    webhook_backoff_max_seconds: float = Field(default=600.0, gt=0, le=86_400, description="Longest retry wait.")
+
+    # --- alerts (agent/durable/alerts.py; docs/decisions/0027-alerts-and-run-events.md; docs/runbook.md) ---
+    alert_webhooks: Annotated[
+        list[str], NoDecode, pydantic.BeforeValidator(_comma_list), pydantic.AfterValidator(_http_urls)
+    ] = Field(
+        default_factory=list,
+        description="Comma-separated http(s) URLs told only about `alert.fired` (besides RESEARCH_AGENT_WEBHOOKS, "
+        "which hear every event); same signing and SSRF rules.",
+    )
+    alert_window: str = Field(
+        default="1h",
+        pattern=r"^\s*\d+\s*[smhdwSMHDW]\s*$",
+        description="The recent runs the rules look at: a whole number and a unit, s, m, h, d or w.",
+    )
+    alert_min_runs: int = Field(
+        default=20, ge=1, le=1_000_000, description="Finished runs in the window below which no run rule is judged."
+    )
+    alert_check_seconds: float = Field(
+        default=60.0, gt=0, le=86_400, description="How often each worker evaluates the rules (0 < s)."
+    )
+    alert_min_success_rate: float = Field(default=0.90, ge=0, le=1, description="Completed / finished, at least.")
+    alert_max_steps_per_run: float = Field(default=8.0, gt=0, description="Model turns per finished run, on average.")
+    alert_max_p99_duration_seconds: float = Field(default=90.0, gt=0, description="p99 run duration (elapsed).")
+    alert_max_tokens_per_run: float = Field(default=10_000, gt=0, description="Tokens per finished run, on average.")
+    alert_max_cost_per_run_usd: Decimal = Field(
+        default=Decimal("0.10"), gt=0, description="Cost per finished run, on average."
+    )
+    alert_max_tool_error_rate: float = Field(default=0.05, ge=0, le=1, description="Tool errors / tool calls.")
+    alert_max_approval_rate: float = Field(default=0.20, ge=0, le=1, description="Runs that asked a human / runs.")
+    alert_spend_fractions: Annotated[
+        list[float], NoDecode, pydantic.BeforeValidator(_comma_list), pydantic.AfterValidator(_fractions)
+    ] = Field(
+        default_factory=lambda: [0.5, 0.8],
+        description="Fractions of RESEARCH_AGENT_DAILY_CAP_USD whose crossing fires a spend alert, once per UTC day.",
+    )
+
+
+class Settings(OperationsSettings):
     """Everything configurable, with safe defaults. Environment prefix: `RESEARCH_AGENT_`."""
 
     model_config = SettingsConfigDict(env_prefix="RESEARCH_AGENT_", extra="ignore", frozen=True)
@@ -219,19 +280,13 @@ class Settings(BaseSettings):
         "(default: record the findings on the run and research the question anyway).",
     )
 
-    # --- webhooks (agent/durable/webhooks.py; docs/decisions/0024-webhooks.md) ------------------------
-    webhooks: Annotated[
-        list[str], NoDecode, pydantic.BeforeValidator(_comma_list), pydantic.AfterValidator(_http_urls)
-    ] = Field(
-        default_factory=list,
-        description="Comma-separated http(s) URLs told about runs, approvals, alerts and the kill switch (signed "
-        "JSON, at least once); the fetch_url SSRF rules apply: a private receiver needs fetch_allow_hosts.",
+    # --- metrics (agent/metrics/) ---
+    metrics_refresh_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=3600,
+        description="How often a worker reads the approvals waiting and the circuit breakers for its metric gauges.",
     )
-    webhook_secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key for the signature header.")
-    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120, description="One delivery attempt, in all.")
-    webhook_max_attempts: int = Field(default=10, ge=1, le=100, description="Attempts before a delivery is given up.")
-    webhook_backoff_seconds: float = Field(default=5.0, gt=0, le=3600, description="First retry wait; doubles.")
-    webhook_backoff_max_seconds: float = Field(default=600.0, gt=0, le=86_400, description="Longest retry wait.")
 
     # --- observability -----------------------------------------------------------------------
     service_name: str = "research-agent"

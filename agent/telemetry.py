@@ -16,7 +16,8 @@ rescanning the whole history on every model request would cost the event loop ti
 from __future__ import annotations
 
 import re
-from typing import Final
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
 
 import logfire
 
@@ -24,6 +25,9 @@ from agent.guardrails.redaction import SCRUBBED, redact_text
 from agent.settings import Settings
 from tools import redact_url
 from tools.secrets import TRIGGERS
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics.export import MetricReader
 
 URL_ATTRIBUTES: Final = frozenset({"http.url", "http.target", "url.full", "url.path", "url.query"})
 SCRUBBED_MESSAGE_ATTRIBUTES: Final = frozenset({"gen_ai.output.messages"})
@@ -33,18 +37,30 @@ _URL_TRIGGERS: Final = (r"^[a-z][a-z0-9+.-]*://", r"^/")
 _configured = False
 
 
-def configure_telemetry(settings: Settings, *, console: bool = False) -> None:
-    """Idempotent: the first call wins (tests configure their own capture first)."""
+def configure_telemetry(
+    settings: Settings, *, console: bool = False, metric_readers: Sequence[MetricReader] = ()
+) -> None:
+    """Idempotent: the first call wins (tests configure their own capture first).
+
+    `metric_readers` (the worker's Prometheus endpoint, `agent.metrics.start_prometheus`) read every metric
+    alongside logfire's own exporter; with them, histograms use explicit buckets (`agent.metrics.metrics_options`).
+    """
     global _configured
     if _configured:
         return
     _configured = True
+    metrics: logfire.MetricsOptions | None = None
+    if metric_readers:  # metrics hook
+        from agent.metrics import metrics_options
+
+        metrics = metrics_options(readers=metric_readers)
     logfire.configure(
         send_to_logfire="if-token-present",
         service_name=settings.service_name,
         console=False if not console else None,
         inspect_arguments=False,
         scrubbing=scrubbing_options(),
+        metrics=metrics,
     )
     logfire.instrument_pydantic_ai()
     logfire.instrument_httpx()

@@ -27,6 +27,7 @@ from agent.settings import Settings
 from budgets import ModelPrice
 from tests._databases import DocsTemplate, create_database, drop_database, with_database
 from tests._http_server import LocalHTTPServer
+from tests._run_events import check_run_events
 from tools import CorpusStore, ensure_python_docs
 
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
@@ -104,7 +105,7 @@ async def database_url(postgres_url: str, template_database: str) -> AsyncIterat
     name = f"t_{uuid.uuid4().hex[:12]}"
     await create_database(postgres_url, name, template=template_database)
     yield with_database(postgres_url, name)
-    await drop_database(postgres_url, name)
+    await _check_and_drop(postgres_url, name)
 
 
 @pytest.fixture
@@ -113,7 +114,14 @@ async def docs_database_url(postgres_url: str, python_docs_template: DocsTemplat
     name = f"t_docs_{uuid.uuid4().hex[:12]}"
     await create_database(postgres_url, name, template=python_docs_template.name)
     yield with_database(postgres_url, name)
+    await _check_and_drop(postgres_url, name)
+
+
+async def _check_and_drop(postgres_url: str, name: str) -> None:
+    """Drop a test's database, after checking the run-event invariant on whatever the test left in it."""
+    problems = await check_run_events(with_database(postgres_url, name))
     await drop_database(postgres_url, name)
+    assert not problems, "run-event invariant broken:\n" + "\n".join(problems)
 
 
 @pytest.fixture

@@ -146,7 +146,11 @@ async def test_the_app_role_is_no_superuser_owns_nothing_and_holds_exactly_what_
             "SELECT t.tgname, p.proowner, c.relowner FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid"
             " JOIN pg_class c ON c.oid = t.tgrelid WHERE c.relname = 'tool_audit' AND NOT t.tgisinternal"
         )
-        assert sorted(t["tgname"] for t in triggers) == ["tool_audit_no_truncate", "tool_audit_no_update_delete"]
+        assert sorted(t["tgname"] for t in triggers) == [
+            "tool_audit_no_truncate",
+            "tool_audit_no_update_delete",
+            "tool_audit_run_events",  # writes `tool.blocked` run events (0016_run_events.sql)
+        ]
         assert all(role["oid"] not in (t["proowner"], t["relowner"]) for t in triggers)
         await _assert_app_privileges(owner)
         # The grant function is the owner's alone.
@@ -247,6 +251,7 @@ async def test_every_bypass_of_the_append_only_audit_is_refused_to_the_app_role(
         assert sorted((t["tgname"], t["tgenabled"]) for t in triggers) == [
             ("tool_audit_no_truncate", "O"),
             ("tool_audit_no_update_delete", "O"),
+            ("tool_audit_run_events", "O"),
         ]
         role = await owner.fetchrow(
             "SELECT rolsuper, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = $1", APP_ROLE

@@ -53,6 +53,7 @@ PER_RUN = {
     "run_sources": 1,
     "tool_effects": 1,
     "approvals": 1,
+    "run_events": 1,  # the terminal event its trigger writes for a run inserted finished (0016_run_events.sql)
     "daily_spend_holds": 1,
     "tool_audit": 2,
 }
@@ -190,7 +191,8 @@ async def test_purge_deletes_old_finished_runs_with_all_their_rows_and_keeps_the
     changed = {t: before[t] - after[t] for t in before if before[t] != after[t]}
     assert changed == {"runs": 5, **{t: 5 * n for t, n in PER_RUN.items() if t != "tool_audit"}}
     assert await _rows_of(pool, old) == {t: 0 for t in ("runs", *PER_RUN) if t != "tool_audit"} | {"tool_audit": 10}
-    assert await _rows_of(pool, kept) == {"runs": 5, **{t: 5 * n for t, n in PER_RUN.items()}}
+    # Of the kept runs only the two finished ones have their terminal event.
+    assert await _rows_of(pool, kept) == {"runs": 5, **{t: 5 * n for t, n in PER_RUN.items()}, "run_events": 2}
     assert await pool.fetch("SELECT * FROM tool_audit ORDER BY id") == audit_before  # untouched, every column
     # The holds of the purged runs released what they reserved; the unfinished runs' holds stay.
     assert await pool.fetchval("SELECT reserved_usd FROM daily_spend WHERE day = $1", old_day) == HOLD * 3
@@ -256,7 +258,7 @@ async def test_runs_purge_command(settings: Settings, runtime: Runtime, config: 
     dry = cli(env, "runs", "purge", "--older-than", "30d", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.startswith("would delete 3 runs (completed or failed or budget_exceeded or killed or cancelled)")
-    assert "with 6 messages, 6 steps, 3 sources, 3 tool effects, 3 approvals, 3 spend holds" in dry.stdout
+    assert "with 6 messages, 6 steps, 3 sources, 3 tool effects, 3 approvals, 3 events, 3 spend holds" in dry.stdout
     assert "their 6 audit rows are kept (dry run: nothing deleted)" in dry.stdout
     dry_json = json.loads(cli(env, "runs", "purge", "--older-than", "30d", "--dry-run", "--json").stdout)
     assert dry_json["dry_run"] is True and dry_json["would_delete"]["runs"] == 3 and dry_json["audit_kept"] == 6
@@ -276,6 +278,7 @@ async def test_runs_purge_command(settings: Settings, runtime: Runtime, config: 
         "run_sources": 2,
         "tool_effects": 2,
         "approvals": 2,
+        "run_events": 2,
         "daily_spend_holds": 2,
     }
     assert (report["dry_run"], report["statuses"], report["audit_kept"]) == (False, ["completed", "failed"], 4)
@@ -286,7 +289,7 @@ async def test_runs_purge_command(settings: Settings, runtime: Runtime, config: 
     rest = cli(env, "runs", "purge", "--older-than", "30d", "-s", "killed", "-s", "cancelled", "-y")
     assert rest.returncode == 0, rest.stderr
     assert rest.stdout.startswith("deleted 1 run (killed or cancelled) that ended before ")
-    assert "with 2 messages, 2 steps, 1 source, 1 tool effect, 1 approval, 1 spend hold;" in rest.stdout
+    assert "with 2 messages, 2 steps, 1 source, 1 tool effect, 1 approval, 1 event, 1 spend hold;" in rest.stdout
     nothing = cli(env, "runs", "purge", "--older-than", "30d", "--yes")
     assert nothing.returncode == 0 and nothing.stdout.startswith("nothing to purge: no runs (")
     assert {r["id"] for r in await pool.fetch("SELECT id FROM runs")} == {recent, running}

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from agent.cli import approvals, console, controls, corpus, db, research, runs, stats
+from agent.cli import alerts, approvals, console, controls, corpus, db, research, runs, stats
 
 # add_completion: `--install-completion` / `--show-completion` for bash, zsh, fish and PowerShell (typer's).
 app = typer.Typer(help="A durable, budgeted research agent.", no_args_is_help=True, add_completion=True)
@@ -26,6 +26,7 @@ app.add_typer(approvals.app, name="approvals")
 app.add_typer(corpus.app, name="corpus")
 app.add_typer(controls.app, name="kill-switch")
 app.add_typer(db.app, name="db")
+app.add_typer(alerts.app, name="alerts")
 
 
 def _print_version(asked: bool) -> None:

@@ -22,7 +22,7 @@ from agent.money import money, money_text
 if TYPE_CHECKING:  # records are rendered, never built, here: reading them needs no import (nor pydantic-ai)
     from agent.durable.approvals import Approval
     from agent.durable.run_view import RunView
-    from agent.durable.store import AuditRecord, RunRecord, StepRecord
+    from agent.durable.store import AuditRecord, RunEvent, RunRecord, StepRecord
     from agent.events import ProgressEvent
 
 
@@ -133,6 +133,7 @@ def run_json(
     steps: list[StepRecord] | None = None,
     audit: list[AuditRecord] | None = None,
     approvals: list[Approval] | None = None,
+    events: list[RunEvent] | None = None,
 ) -> dict[str, Any]:
     data: dict[str, Any] = {
         "run_id": run.id,
@@ -157,6 +158,8 @@ def run_json(
     }
     if approvals is not None:
         data["approvals"] = [approval_json(a) for a in approvals]
+    if events is not None:
+        data["events"] = [{"name": e.name, "at": e.created_at.isoformat(), "attributes": e.attributes} for e in events]
     if audit is not None:
         data["audit"] = [{"tool": a.tool, "args": a.args, "decision": a.decision, "reason": a.reason} for a in audit]
     if steps is not None:
@@ -403,6 +406,36 @@ def partial_panel(partial: Mapping[str, Any]) -> Panel:
     return Panel(Group(*shown) if shown else Text("(nothing gathered before it stopped)"), title="Partial findings")
 
 
+def events_table(events: Sequence[RunEvent], *, since: datetime) -> Table:
+    """The run's named events: seconds after it was created, name, what it recorded."""
+    table = Table(title="Events", expand=True, **_COMPACT)
+    table.add_column("t", justify="right", no_wrap=True)
+    table.add_column("event", no_wrap=True)
+    table.add_column("detail", overflow="fold", ratio=1)
+    for event in events:
+        at = f"+{(event.created_at - since).total_seconds():.1f}s"
+        style = "bold" if event.terminal else ("yellow" if event.name in _WARNING_EVENTS else "")
+        table.add_row(at, Text(event.name, style=style), escape(_event_detail(event)))
+    return table
+
+
+_WARNING_EVENTS = frozenset({"budget.warning", "tool.blocked", "loop.halted"})
+
+
+def _event_detail(event: RunEvent) -> str:
+    a = event.attributes
+    if event.name == "cost.recorded":
+        cost = "price unknown" if a.get("cost_usd") is None else money(Decimal(str(a["cost_usd"])))
+        latency = "" if a.get("latency_ms") is None else f", {float(str(a['latency_ms'])):.0f} ms"
+        return f"{a.get('model')}: {a.get('input_tokens')} in / {a.get('output_tokens')} out, {cost}{latency}"
+    if event.name in ("run.started", "run.resumed"):
+        return f"attempt {a.get('attempt')} by {a.get('worker')}"
+    if event.terminal:
+        cost = money(Decimal(str(a.get("cost_usd") or 0)))
+        return f"stop_reason={a.get('stop_reason')}, {a.get('requests')} turns, {cost}"
+    return compact_json(a, limit=160)
+
+
 def run_detail(view: RunView) -> Group:
     run = view.run
     header = Table.grid(padding=(0, 2))
@@ -435,6 +468,8 @@ def run_detail(view: RunView) -> Group:
         parts.append(audit)
     if view.approvals:
         parts.append(approvals_table(view.approvals, title="Human approval", show_run=False))
+    if view.events:
+        parts.append(events_table(view.events, since=run.created_at))
     if run.review:
         parts.append(review_panel(run.review))
     if run.report:

@@ -17,6 +17,7 @@ from agent.cli.running import exit_now, interrupts_on_ctrl_c, stop_on_signals, w
 if TYPE_CHECKING:
     from agent.api import Runtime
     from agent.config import RunStatus
+    from agent.metrics import PrometheusEndpoint
     from budgets import Budget
 
 
@@ -160,6 +161,13 @@ def worker(
     concurrency: Annotated[int, typer.Option(min=1, max=256, help="Runs executed at once.")] = 4,
     max_runs: Annotated[int | None, typer.Option(min=1, help="Exit after claiming this many runs.")] = None,
     exit_when_idle: Annotated[bool, typer.Option(help="Exit when the queue is empty.")] = False,
+    metrics_port: Annotated[  # metrics hook
+        int | None,
+        typer.Option(metavar="PORT", help="Serve Prometheus metrics at http://HOST:PORT/metrics (0: a free port)."),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(metavar="HOST", help="The address --metrics-port listens on.")] = (
+        "127.0.0.1"
+    ),
 ) -> None:
     """Process queued runs and resume abandoned ones until stopped (Ctrl-C); one log line per run claimed and done."""
     from agent.durable.worker import Worker
@@ -183,4 +191,25 @@ def worker(
         err.print(f"worker {w.worker_id} stopped after {len(finished)} runs", highlight=False)
         return len(finished)
 
-    with_runtime(body)
+    endpoint = None if metrics_port is None else _serve_metrics(host=metrics_host, port=metrics_port)  # metrics hook
+    try:
+        with_runtime(body)
+    finally:
+        if endpoint is not None:
+            endpoint.close()
+
+
+def _serve_metrics(*, host: str, port: int) -> PrometheusEndpoint:
+    """Start the scrape endpoint and configure telemetry with its reader (before `with_runtime` would configure
+    it without); prints its URL once. A port that cannot be served is a one-line error (exit 2)."""
+    from agent.cli.running import exit_on_errors
+    from agent.metrics import start_prometheus
+    from agent.settings import Settings
+    from agent.telemetry import configure_telemetry
+
+    with exit_on_errors():
+        settings = Settings.load()
+        endpoint = start_prometheus(host=host, port=port)
+    configure_telemetry(settings, metric_readers=[endpoint.reader])
+    err.print(f"metrics at {endpoint.url}", highlight=False)
+    return endpoint

@@ -94,7 +94,7 @@ def runs_show(
 
     view = with_stores(body)
     if as_json:
-        print_json(run_json(view.run, view.steps, view.audit, view.approvals))
+        print_json(run_json(view.run, view.steps, view.audit, view.approvals, view.events))
     else:
         out.print(run_detail(view))
 
@@ -184,8 +184,8 @@ def runs_purge(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Delete old finished runs with their messages, steps, sources, tool effects and approvals. Their tool
-    audit rows stay: they are the record. Queued, running and awaiting_approval runs are never deleted."""
+    """Delete old finished runs with their messages, steps, sources, tool effects, approvals and events. Their
+    tool audit rows stay: they are the record. Queued, running and awaiting_approval runs are never deleted."""
     from agent.durable.store.retention import count_purgeable, parse_age, purge_cutoff, purge_runs
 
     try:
@@ -260,6 +260,7 @@ def _purge_summary(counts: PurgeCounts, which: str) -> str:
             (counts.run_sources, "source"),
             (counts.tool_effects, "tool effect"),
             (counts.approvals, "approval"),
+            (counts.run_events, "event"),
             (counts.daily_spend_holds, "spend hold"),
         )
     )

@@ -1,4 +1,5 @@
-"""`RunView`: one run read in full (record, steps, policy audit, approvals), as `get_run` and `runs show` give it.
+"""`RunView`: one run read in full (record, steps, policy audit, approvals, named events), as `get_run` and
+`runs show` give it.
 
 It lives apart from `agent.api` because reading a run needs only the stores, not the runner: the CLI's
 read-only commands build it without importing pydantic-ai, provider SDKs or logfire.
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from agent.durable.approvals import Approval, ApprovalStore
-    from agent.durable.store import AuditRecord, RunRecord, RunStore, StepRecord
+    from agent.durable.store import AuditRecord, RunEvent, RunRecord, RunStore, StepRecord
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,6 +25,8 @@ class RunView:
     """Tool-policy decisions for this run, from the append-only audit table."""
     approvals: list[Approval] = field(default_factory=list)
     """Tool calls this run asked a human about, pending or decided."""
+    events: list[RunEvent] = field(default_factory=list)
+    """Its named events (`run.started`, `cost.recorded`, ... one terminal event per finish)."""
 
 
 async def read_run(store: RunStore, approvals: ApprovalStore, run_id: str) -> RunView:
@@ -34,4 +37,5 @@ async def read_run(store: RunStore, approvals: ApprovalStore, run_id: str) -> Ru
         steps=await store.get_steps(run.id),
         audit=await store.audit_rows(run.id),
         approvals=await approvals.find(run_id=run.id, pending_only=False),
+        events=await store.events(run.id),
     )

@@ -36,6 +36,7 @@ from agent.durable.store import RunRecord, RunStore, StepRecord
 from agent.errors import ConfigurationError, LeaseLostError
 from agent.events import ProgressCallback, ignore_progress
 from agent.guardrails import redact_report, redact_text
+from agent.metrics import record_run_end  # metrics hook
 from agent.report import PartialFindings, ResearchReport
 from agent.research_agent import ResearchOutput, research_agent
 from agent.review import Review, ReviewLoop
@@ -123,6 +124,7 @@ class DurableRunner:
                     await beat
                 await self.active.end(run.id)
             _record_outcome(span, run, final)
+            record_run_end(final)  # metrics hook: the run as `finish_run` committed it
             return final
 
     def kill_all(self, message: str) -> list[str]:

@@ -28,6 +28,7 @@ from agent.durable.steps import build_steps, index_tool_calls
 from agent.durable.store import RunRecord, RunStore, StepRecord, TurnCommit
 from agent.events import ProgressCallback, ProgressEvent, ProgressKind
 from agent.guardrails import PolicyGuard, redact_report
+from agent.metrics import Committed, record_turn  # metrics hook
 from agent.report import ResearchReport
 from agent.research_agent import ResearchOutput
 from agent.review import Review
@@ -73,6 +74,8 @@ class RunSession:
     extra_steps: list[StepRecord] = field(default_factory=list)
     """Steps to commit that are not derived from messages (critic calls, review decisions)."""
     request_started: float | None = None
+    metered: Committed | None = None  # metrics hook
+    """The run's token and cost totals at the last commit, for the metrics (`agent.metrics`)."""
 
     def emit(self, kind: ProgressKind, message: str) -> None:
         emit(self.deps.progress, self.run.id, kind, message, self.usage)
@@ -158,22 +161,20 @@ class RunSession:
         steps += self._budget_steps(first_seq=self.next_step + len(steps))
         extra, self.extra_steps = self.extra_steps, []
         steps += [dataclasses.replace(step, seq=self.next_step + len(steps) + i) for i, step in enumerate(extra)]
+        turn = TurnCommit(
+            messages=new,
+            first_seq=self.committed,
+            steps=steps,
+            usage=self.usage,
+            cost_usd=self.guard.spent_usd,
+            cost_known=self.guard.pricer is not None,
+            elapsed_seconds=self.guard.elapsed,
+            plan=self.deps.plan,
+            review=redacted_review(self.review) if self.review_changed else None,
+        )
         with logfire.span("commit turn", run_id=self.run.id, messages=len(new), steps=len(steps)):
-            await self.store.commit_turn(
-                self.run.id,
-                worker_id=self.worker_id,
-                turn=TurnCommit(
-                    messages=new,
-                    first_seq=self.committed,
-                    steps=steps,
-                    usage=self.usage,
-                    cost_usd=self.guard.spent_usd,
-                    cost_known=self.guard.pricer is not None,
-                    elapsed_seconds=self.guard.elapsed,
-                    plan=self.deps.plan,
-                    review=redacted_review(self.review) if self.review_changed else None,
-                ),
-            )
+            await self.store.commit_turn(self.run.id, worker_id=self.worker_id, turn=turn)
+        self.metered = record_turn(self.run, turn, since=self.metered)  # metrics hook: only what was committed
         self.review_changed = False
         self.committed = len(self.messages)
         self.next_step += len(steps)

@@ -78,7 +78,8 @@ def delivery_body(delivery: ClaimedDelivery) -> bytes:
 
 
 async def check_webhooks(settings: Settings) -> None:
-    """Raise `ConfigurationError` naming each URL of `RESEARCH_AGENT_WEBHOOKS` that `fetch_url` may not reach.
+    """Raise `ConfigurationError` naming each webhook URL (`RESEARCH_AGENT_WEBHOOKS`, `..._ALERT_WEBHOOKS`) that
+    `fetch_url` may not reach.
 
     A name that does not resolve now is let through (DNS may be down for a moment); every attempt checks again.
     """
@@ -86,12 +87,14 @@ async def check_webhooks(settings: Settings) -> None:
 
     allow = frozenset(settings.fetch_allow_hosts)
     problems: list[str] = []
-    for url in settings.webhooks:
+    named = [("RESEARCH_AGENT_WEBHOOKS", url) for url in settings.webhooks]
+    named += [("RESEARCH_AGENT_ALERT_WEBHOOKS", url) for url in settings.alert_webhooks]
+    for variable, url in named:
         try:
             await check_webhook_url(url, allow_hosts=allow)
         except (BlockedURLError, InvalidURLError) as exc:
             problems.append(
-                f"RESEARCH_AGENT_WEBHOOKS: {redact_url(url)} is refused by the same rules as fetch_url: {exc} "
+                f"{variable}: {redact_url(url)} is refused by the same rules as fetch_url: {exc} "
                 "A receiver on a private or loopback address needs its host (or host:port) in "
                 "RESEARCH_AGENT_FETCH_ALLOW_HOSTS."
             )
@@ -108,7 +111,12 @@ class WebhookDispatcher:
         self.pool = pool
         self.settings = settings
         self.worker_id = worker_id
-        self.urls: dict[str, str] = {destination_key(url): url for url in settings.webhooks}
+        self.urls: dict[str, str] = {destination_key(url): url for url in settings.alert_webhooks}
+        self.alerts_only = {key: "alert.fired" for key in self.urls}
+        """RESEARCH_AGENT_ALERT_WEBHOOKS hear only alerts; a URL in both lists hears everything."""
+        for url in settings.webhooks:
+            self.alerts_only.pop(destination_key(url), None)
+            self.urls[destination_key(url)] = url
         self.claim_seconds = 2 * settings.webhook_timeout_seconds + 1.0
         """How long a claimed delivery is ours: past the attempt's time limit, so only a dead worker's runs out."""
         self._rng = rng or random.Random()
@@ -148,7 +156,7 @@ class WebhookDispatcher:
             await outbox.prune(self.pool)
             self._pruned_at = loop.time()
         labels = {key: destination_label(url) for key, url in self.urls.items()}
-        await outbox.fan_out(self.pool, labels)
+        await outbox.fan_out(self.pool, labels, only=self.alerts_only)
         claimed = await outbox.claim_due(
             self.pool,
             worker_id=self.worker_id,

@@ -19,6 +19,7 @@ import logfire
 from pydantic_ai.models import Model
 
 from agent.api import Runtime, new_worker_id
+from agent.durable.alerts import AlertMonitor
 from agent.durable.approvals import ApprovalStore
 from agent.durable.controls import ControlWatcher, KillSwitchState
 from agent.durable.outage import Outage, database_unavailable, quiet_pool_reconnects
@@ -33,6 +34,7 @@ from agent.events import (
     ignore_progress,
     ignore_worker_events,
 )
+from agent.metrics import MetricsRefresher  # metrics hook
 
 
 def _log_notice(message: str) -> None:
@@ -81,6 +83,8 @@ class Worker:
             runtime.pool, on_kill=self._kill_switch_on, env_override=runtime.settings.disabled
         )
         self._page_sweeper = PageCacheSweeper(runtime.pool)  # deletes expired page_cache rows while running
+        self._metrics = MetricsRefresher(runtime.pool, runtime.settings)  # metrics hook: the gauges' readings
+        self._alerts = AlertMonitor(runtime.pool, runtime.settings, worker_id=self.worker_id)  # alerts hook
         self._webhooks = WebhookDispatcher(runtime.pool, runtime.settings, worker_id=self.worker_id)  # webhooks hook
         self._outage = Outage(what=f"worker {self.worker_id}", notice=on_notice)
         quiet_pool_reconnects()
@@ -99,6 +103,8 @@ class Worker:
         await self._webhooks.start()  # webhooks hook: ConfigurationError for a URL the fetch SSRF rules refuse
         await self._controls.start()
         self._page_sweeper.start()
+        self._metrics.start()  # metrics hook: approvals waiting and breakers every metrics_refresh_seconds
+        self._alerts.start()  # alerts hook: checks the rules every alert_check_seconds
         try:
             while not self._stopping.is_set():
                 if self.max_runs is not None and claimed_total >= self.max_runs:
@@ -223,6 +229,8 @@ class Worker:
         await self._webhooks.stop()  # webhooks hook: a delivery cut short is sent again (at least once)
         await self._controls.stop()
         await self._page_sweeper.stop()
+        await self._metrics.stop()  # metrics hook
+        await self._alerts.stop()  # alerts hook
         active = dict(self._active)
         for task in active.values():
             task.cancel()

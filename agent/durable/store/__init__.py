@@ -7,6 +7,7 @@ a window (`research-agent stats`). `RunStore` is the typed object the runner, th
 """
 
 from agent.durable.store.effects import insert_audit
+from agent.durable.store.events import EVENT_NAMES, TERMINAL_EVENTS, RunEvent, run_events
 from agent.durable.store.pages import purge_expired_pages
 from agent.durable.store.records import (
     AuditRecord,
@@ -45,8 +46,10 @@ from agent.durable.store.stats import (
 )
 
 __all__ = [
+    "EVENT_NAMES",
     "FINISHED_STATUSES",
     "STATS_BY",
+    "TERMINAL_EVENTS",
     "ApprovalStats",
     "AuditRecord",
     "Connection",
@@ -57,6 +60,7 @@ __all__ = [
     "PageCacheSweeper",
     "Percentiles",
     "PurgeCounts",
+    "RunEvent",
     "RunRecord",
     "RunStats",
     "RunStore",
@@ -73,6 +77,7 @@ __all__ = [
     "purge_expired_pages",
     "purge_runs",
     "release_lease",
+    "run_events",
     "stats_queries",
     "stored_usage",
     "usage_from_json",

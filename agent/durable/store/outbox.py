@@ -58,17 +58,26 @@ async def enqueue_event(db: Executor, event_type: str, payload: Mapping[str, JSO
     return str(event_id)
 
 
-async def fan_out(db: Executor, destinations: Mapping[str, str], *, limit: int = 500) -> int:
-    """One delivery per destination (key -> label) for up to `limit` undispatched events; returns events taken."""
+async def fan_out(
+    db: Executor, destinations: Mapping[str, str], *, limit: int = 500, only: Mapping[str, str] | None = None
+) -> int:
+    """One delivery per destination (key -> label) for up to `limit` undispatched events; returns events taken.
+
+    `only` (key -> event type) limits a destination to one type of event (the alert-only URLs); the others
+    hear every event.
+    """
     keys, labels = list(destinations), list(destinations.values())
+    types = [(only or {}).get(key, "") for key in keys]
     taken = await db.fetchval(
         """
         WITH taken AS (
-            SELECT id FROM webhook_events WHERE dispatched_at IS NULL
+            SELECT id, type FROM webhook_events WHERE dispatched_at IS NULL
             ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED
         ), deliveries AS (
             INSERT INTO webhook_deliveries (event_id, destination, destination_label)
-            SELECT taken.id, d.key, d.label FROM taken, unnest($1::text[], $2::text[]) AS d (key, label)
+            SELECT taken.id, d.key, d.label
+            FROM taken, unnest($1::text[], $2::text[], $4::text[]) AS d (key, label, only_type)
+            WHERE d.only_type = '' OR d.only_type = taken.type
             ON CONFLICT (event_id, destination) DO NOTHING
         ), marked AS (
             UPDATE webhook_events SET dispatched_at = now() WHERE id IN (SELECT id FROM taken) RETURNING 1
@@ -78,6 +87,7 @@ async def fan_out(db: Executor, destinations: Mapping[str, str], *, limit: int =
         keys,
         labels,
         limit,
+        types,
     )
     return int(taken)
 

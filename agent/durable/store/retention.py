@@ -50,7 +50,7 @@ FINISHED_STATUSES: Final[tuple[RunStatus, ...]] = ("completed", "failed", "budge
 PAGE_SWEEP_SECONDS: Final = 600.0
 """How often a worker deletes expired `page_cache` rows (the first sweep is when it starts)."""
 
-_PER_RUN_TABLES: Final = ("run_messages", "run_steps", "run_sources", "tool_effects", "approvals")
+_PER_RUN_TABLES: Final = ("run_messages", "run_steps", "run_sources", "tool_effects", "approvals", "run_events")
 """Every table keyed by `run_id` that goes with its run (all reference `runs` ON DELETE CASCADE)."""
 
 
@@ -76,6 +76,7 @@ class PurgeCounts:
     run_sources: int = 0
     tool_effects: int = 0
     approvals: int = 0
+    run_events: int = 0
     daily_spend_holds: int = 0
     audit_kept: int = 0
     """The purged runs' `tool_audit` rows, which stay."""

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from agent.config import RunConfig, RunStatus, StopReason
-from agent.durable.store import effects, history, pages, runs
+from agent.durable.store import effects, events, history, pages, runs
+from agent.durable.store.events import RunEvent
 from agent.durable.store.records import AuditRecord, JSONValue, RunRecord, StepRecord, ToolEffect, TurnCommit
 from tools import FetchedPage
 
@@ -202,6 +203,10 @@ class RunStore:
 
     async def audit_rows(self, run_id: str) -> list[AuditRecord]:
         return await effects.audit_rows(self.pool, uuid.UUID(run_id))
+
+    async def events(self, run_id: str) -> list[RunEvent]:
+        """The run's named events (`run.started` ... one terminal event), oldest first."""
+        return await events.run_events(self.pool, uuid.UUID(run_id))
 
     # --- sources and the page cache (tools.PageCache) -------------------------------------------------
     async def record_source(self, run_id: str, page: FetchedPage) -> None:
