@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections import Counter
 from decimal import Decimal
 
 from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
@@ -30,28 +29,11 @@ from tests._http_server import LocalHTTPServer
 from tests._processes import expire_lease, worker_env
 from tests._run_events import terminal_event_violations
 from tests._web import install_web
-from tests.scripted import ResearchScript, research_model, scripted_calls
+from tests.scripted import research_model, scripted_calls
+from tests.test_interrupt import CountingModel
 from tools import ToolPolicyOverrides
 
 QUESTION = "What changed in HTTP/3 compared to HTTP/2?"
-
-
-class HangingModel:
-    """The scripted research model whose call at history length `hang_at` waits (the first time only)."""
-
-    def __init__(self, *, hang_at: int) -> None:
-        self.script = ResearchScript(max_fetches=2)
-        self.calls: Counter[int] = Counter()
-        self.hang_at = hang_at
-        self.hanging = asyncio.Event()
-        self.model = FunctionModel(self.respond, model_name="scripted-research")
-
-    async def respond(self, messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        self.calls[len(messages)] += 1
-        if len(messages) == self.hang_at and self.calls[self.hang_at] == 1:
-            self.hanging.set()
-            await asyncio.Event().wait()  # only a cancellation (interrupt, kill switch) ends it
-        return self.script.decide(messages, info)
 
 
 def names(events: list[RunEvent]) -> list[str]:
@@ -98,7 +80,7 @@ async def test_every_finished_run_has_exactly_one_terminal_event_over_a_mixed_wo
     runs["failed"] = failed.run_id
     assert failed.status == "failed"
 
-    interrupted = HangingModel(hang_at=5)
+    interrupted = CountingModel(hang_at=5)
     task = asyncio.create_task(runtime.research(QUESTION, model=interrupted.model))
     await asyncio.wait_for(interrupted.hanging.wait(), timeout=30)
     runtime.interrupt()
@@ -107,7 +89,7 @@ async def test_every_finished_run_has_exactly_one_terminal_event_over_a_mixed_wo
     assert cancelled.status == "cancelled"
 
     # Killed mid-call by the kill switch; turning it off requeues the run and a worker completes it.
-    killable = HangingModel(hang_at=5)
+    killable = CountingModel(hang_at=5)
     task = asyncio.create_task(runtime.research(QUESTION, model=killable.model))
     await asyncio.wait_for(killable.hanging.wait(), timeout=30)
     switch = KillSwitch(runtime.pool)

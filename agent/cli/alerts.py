@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from agent.cli.console import err, out, print_json
+from agent.cli.console import out, print_json
 from agent.cli.exit_codes import ExitCode
 from agent.cli.options import JsonOption
 from agent.cli.running import Stores, with_stores
+from agent.cli.stats import since_window
 
 if TYPE_CHECKING:
-    from datetime import timedelta
-
     from rich.table import Table
 
     from agent.durable.alerts import AlertCheck
@@ -43,7 +42,7 @@ def alerts_check(
     """Judge every alert rule now: success rate, steps, p99 duration, tokens and cost per run, tool error rate,
     approval rate (once the window holds RESEARCH_AGENT_ALERT_MIN_RUNS finished runs), and today's spend against
     the daily cap. Exit 1 when any rule is breached. docs/runbook.md says what each one means and what to do."""
-    window = None if since is None else _window(since)
+    window = None if since is None else since_window(since)
 
     async def body(stores: Stores) -> AlertCheck:
         from agent.durable.alerts import check_alerts
@@ -60,16 +59,6 @@ def alerts_check(
         out.print(summary, style="bold red" if breached else "green")
     if check.breached:
         raise typer.Exit(ExitCode.FAILED)
-
-
-def _window(since: str) -> timedelta:
-    from agent.durable.store.retention import parse_age
-
-    try:
-        return parse_age(since)
-    except ValueError as exc:
-        err.print(f"[red]error:[/red] --since: {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(ExitCode.USAGE) from None
 
 
 def _table(check: AlertCheck) -> Table:

@@ -44,7 +44,7 @@ def stats(
     """Across the runs of a window: completion rate, stop reasons, answered or not, run duration and model
     latency percentiles, turns, tokens and cost per run, tool calls and errors per tool, approval rate and the
     page cache's hit rate."""
-    window = _window(since)
+    window = since_window(since)
     group = _by(by)
 
     async def body(stores: Stores) -> RunStats:
@@ -66,7 +66,8 @@ def stats(
         out.print(renderable)
 
 
-def _window(since: str) -> timedelta:
+def since_window(since: str) -> timedelta:
+    """`--since AGE` as a window; a bad age is a one-line usage error (exit 2), as in `stats` and `alerts check`."""
     from agent.durable.store.retention import parse_age
 
     try:
