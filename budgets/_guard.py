@@ -213,6 +213,16 @@ class BudgetGuard(AbstractCapability[Any]):
             return Decimal(0)
         return self.pricer.price(input_tokens=input_tokens, output_tokens=output_tokens)
 
+    def merge_events(self, events: list[BudgetEvent]) -> None:
+        """Take over the decisions of a guard that spent on this run's behalf (the critic's): a cap this guard
+        (or an earlier merge) already warned about is not warned about again."""
+        for event in events:
+            if event.kind == "warning":
+                if event.cap in self._warned:
+                    continue
+                self._warned.add(event.cap)
+            self.events.append(event)
+
     def _warn_near(self, cap: CapName, used: float, limit: float) -> None:
         if cap in self._warned or limit <= 0 or used < WARN_FRACTION * limit:
             return

@@ -12,7 +12,7 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.usage import RequestUsage
 
 from agent.api import Runtime
-from budgets import DEFAULT_OUTPUT_ALLOWANCE, MIN_OUTPUT_ALLOWANCE, Budget, ModelPrice
+from budgets import DEFAULT_OUTPUT_ALLOWANCE, MIN_OUTPUT_ALLOWANCE, Budget, BudgetEvent, BudgetGuard, ModelPrice
 from tests._http_server import LocalHTTPServer, Response
 from tests._web import install_web
 
@@ -273,3 +273,22 @@ async def test_a_provider_that_ignores_max_tokens_cannot_spend_on_unnoticed(runt
     assert result.cost_usd == Decimal("0.082")  # counted in full
     assert result.error is not None and "cost cap crossed by the provider" in result.error
     assert result.partial is not None and result.partial.plan == ["sub-question 0"]
+
+
+def test_a_cap_is_warned_about_once_per_run_even_when_the_critic_warned_too() -> None:
+    """The critic's guard spends on the run's behalf and warns on its own; merged into the run's guard, a cap
+    already warned about is not warned about again (a run showed two `budget.warning`s for `turns`)."""
+    guard = BudgetGuard(budget=Budget(), pricer=None)
+
+    def warning(cap: str, used: float) -> BudgetEvent:
+        return BudgetEvent(kind="warning", cap=cap, message=f"{cap} {used}", used=used, limit=10)
+
+    guard.merge_events([warning("turns", 8)])
+    guard.merge_events([warning("turns", 9), warning("tokens", 9)])
+    trimmed = BudgetEvent(kind="trimmed", cap="tokens", message="trimmed", used=1, limit=2)
+    guard.merge_events([trimmed, warning("tokens", 9.5)])
+    assert [(e.kind, e.cap, e.used) for e in guard.events] == [
+        ("warning", "turns", 8),
+        ("warning", "tokens", 9),
+        ("trimmed", "tokens", 1),
+    ]

@@ -110,7 +110,7 @@ async def grade(
         grading.cost_usd = critic_guard.spent_usd - guard.spent_usd
         grading.latency_ms = (time.perf_counter() - started) * 1000
         guard.spent_usd = critic_guard.spent_usd
-        guard.events += critic_guard.events
+        guard.merge_events(critic_guard.events)
     return grading
 
 
