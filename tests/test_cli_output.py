@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib.metadata import version
 
+import pytest
 from rich.cells import cell_len
 from rich.console import Console
 
@@ -255,7 +256,12 @@ async def test_runs_list_filters_by_status_and_refuses_unknown_ones(
     assert "unknown --status 'done'" in bad.stderr and "budget_exceeded" in bad.stderr
 
 
-def test_version_debug_and_completion_options(settings: Settings) -> None:
+def test_version_debug_and_completion_options(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    # typer asks shellingham which shell runs us, from the process tree: under pytest-xdist that is whatever
+    # started the suite, and one run found none ("Shell  not supported"). A user types this in bash.
+    import shellingham
+
+    monkeypatch.setattr(shellingham, "detect_shell", lambda: ("bash", "/bin/bash"))
     env = worker_env(settings)
     shown = cli(env, "--version")
     assert (shown.returncode, shown.stdout) == (0, f"research-agent {version('research-agent')}\n")

@@ -24,9 +24,11 @@ from tests.scripted import scripted_calls
 from tools import FetchLimits, SearchHit, fetch_url
 
 FIVE_MB = 5_000_000
-MAX_STALL_SECONDS = 0.2
-"""The longest the event loop may be kept from ticking by this process's own work (CPU time)."""
-MAX_WALL_GAP_SECONDS = 1.0
+MAX_STALL_SECONDS = 1.0
+"""The longest the event loop may be kept from ticking by this process's own work (CPU time). The failure this
+guards against held it for ~17 s and starved the lease heartbeat (renewed every third of a 15 s lease); 0.2 s
+was tighter than a 2-core machine running two test workers and Postgres allows (one run measured 0.32 s)."""
+MAX_WALL_GAP_SECONDS = 3.0
 """A loose wall-clock bound: it also counts time the whole process waited for a CPU on a busy machine."""
 SECRET = "sk-live-4f9Qx2Lm8Zr1Tb7Wc3Vn6Yp0"
 
