@@ -62,7 +62,7 @@ from agent.settings import Settings
 from budgets import Budget
 from tests._cli import run_cli
 from tests._http_server import LocalHTTPServer
-from tests._processes import start_worker, worker_env
+from tests._processes import expire_lease, start_worker, worker_env
 from tests._web import install_web
 from tests.scripted import ResearchScript, research_model, scripted_calls
 from tools import ToolPolicyOverrides
@@ -304,6 +304,21 @@ async def test_a_turn_whose_commit_fails_is_not_counted(
     assert tokens == {("input",): float(run["input_tokens"]), ("output",): float(run["output_tokens"])}
     assert sum(p.count for p in points(capture.memory, MODEL_DURATION)) == model_steps
     assert points(capture.memory, RUNS) == []  # it did not end here
+
+
+async def test_a_run_the_attempt_cap_ends_is_counted_once_by_the_worker_that_ended_it(
+    runtime: Runtime, capture: Capture
+) -> None:
+    """A run whose worker died on its last allowed attempt is ended by the next worker's claim (`failed` /
+    `too_many_attempts`), not by a runner: that worker counts it."""
+    capped = Runtime(pool=runtime.pool, settings=runtime.settings.model_copy(update={"max_attempts": 1}))
+    queued = await capped.submit(QUESTION, model=failing_model())
+    assert await capped.store.claim_next(worker_id="died", lease_seconds=60) is not None
+    await expire_lease(runtime.pool, queued.id)
+    assert await Worker(capped, concurrency=1, exit_when_idle=True).run() == []  # nothing left to claim
+    run = await capped.store.get_run(queued.id)
+    assert (run.status, run.stop_reason) == ("failed", "too_many_attempts")
+    assert by(points(capture.memory, RUNS), STATUS, STOP_REASON) == {("failed", "too_many_attempts"): 1.0}
 
 
 # --- the gauges ------------------------------------------------------------------------------------------

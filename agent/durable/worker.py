@@ -34,7 +34,7 @@ from agent.events import (
     ignore_progress,
     ignore_worker_events,
 )
-from agent.metrics import MetricsRefresher  # metrics hook
+from agent.metrics import MetricsRefresher, record_run_end  # metrics hook
 
 
 def _log_notice(message: str) -> None:
@@ -96,7 +96,6 @@ class Worker:
         self._stopping.set()
 
     async def run(self) -> list[RunRecord]:
-        store = self.runtime.store
         settings = self.runtime.settings
         claimed_total = 0
         logfire.info("worker started", worker_id=self.worker_id, concurrency=self.concurrency)
@@ -117,14 +116,7 @@ class Worker:
                     await self._release_abandoned()
                     await self._expire_approvals()
                     # While the database is unreachable this waits (backoff, jitter) instead of exiting.
-                    run = await self._outage.call(
-                        lambda: store.claim_next(
-                            worker_id=self.worker_id,
-                            lease_seconds=settings.lease_seconds,
-                            max_attempts=settings.max_attempts,
-                        ),
-                        stop=self._stopping,
-                    )
+                    run = await self._outage.call(self._claim_next, stop=self._stopping)
                     if run is not None and run.id in self._active:
                         # Its lease ran out during an outage and we claimed it again: the execution already
                         # here goes on (now under the renewed lease); a second one would duplicate its work.
@@ -140,6 +132,15 @@ class Worker:
         finally:
             await self._shutdown()
         return self.finished
+
+    async def _claim_next(self) -> RunRecord | None:
+        """End the runs that used up their attempts (counted in the metrics like any run that ends), then
+        claim the oldest claimable run."""
+        settings = self.runtime.settings
+        for exhausted in await self.runtime.store.fail_exhausted(max_attempts=settings.max_attempts):
+            record_run_end(exhausted)  # metrics hook: a run the attempt cap ended
+            logfire.warn("run {run_id} failed: too many attempts", run_id=exhausted.id, worker_id=self.worker_id)
+        return await self.runtime.store.claim_next(worker_id=self.worker_id, lease_seconds=settings.lease_seconds)
 
     async def _release_abandoned(self) -> None:
         """Hand back runs abandoned during an outage, now that a claim can be tried: they resume from their

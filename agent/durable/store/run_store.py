@@ -71,6 +71,11 @@ class RunStore:
             self.pool, worker_id=worker_id, lease_seconds=lease_seconds, max_attempts=max_attempts
         )
 
+    async def fail_exhausted(self, *, max_attempts: int) -> list[RunRecord]:
+        """End the runs whose lease expired on `max_attempts` attempts in a row (`failed` / `too_many_attempts`)
+        and return them: what `claim_next(max_attempts=...)` does first, for a caller that reports them."""
+        return await runs.fail_exhausted(self.pool, max_attempts=max_attempts)
+
     async def claim_run(self, run_id: str, *, worker_id: str, lease_seconds: float) -> RunRecord | None:
         """Claim one specific run if it is claimable (queued, or running with an expired lease)."""
         return await runs.claim(self.pool, run_id, worker_id=worker_id, lease_seconds=lease_seconds)
