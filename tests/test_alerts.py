@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -21,7 +22,7 @@ from pydantic_ai.messages import ModelMessage, ModelResponse
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from agent.api import Runtime
-from agent.durable.alerts import RUN_RULES, AlertMonitor, check_alerts, evaluate, fire_alerts
+from agent.durable.alerts import RUN_RULES, AlertCheck, AlertMonitor, check_alerts, evaluate, fire_alerts
 from agent.durable.store import ApprovalStats, GroupStats, Percentiles
 from agent.durable.worker import Worker
 from agent.settings import Settings
@@ -154,6 +155,7 @@ async def test_a_breach_fires_once_across_workers_and_again_only_after_it_held(
     as_json = run_cli(env, "alerts", "check", "--json")
     document = json.loads(as_json.stdout)
     assert as_json.returncode == 1 and document["ok"] is False
+    assert re.fullmatch(r"\d+(\.\d+)?", document["spent_usd"]), document["spent_usd"]  # plain dollars, not 0E-8
     assert [r["rule"] for r in document["results"] if r["breached"]] == ["success_rate"]
     quiet = run_cli(worker_env(settings), "alerts", "check")  # the default 20 runs: nothing judged, exit 0
     assert quiet.returncode == 0 and "all hold" in quiet.stdout
@@ -238,3 +240,20 @@ async def test_a_worker_checks_by_itself_and_delivers_to_the_alert_only_url(
     finished = await rt.pool.fetchval("SELECT count(*) FROM webhook_events WHERE type = 'run.finished'")
     assert finished == 3, "the runs were announced too"
     assert len(alerts_only.received) == 1, "the alert-only URL hears alerts, not run.finished"
+
+
+def test_dollars_in_the_json_are_plain() -> None:
+    """Postgres numeric(14, 8) zero reads as Decimal('0E-8'); `alerts check --json` prints "0"."""
+    check = AlertCheck(
+        window_seconds=3600,
+        window_start=datetime(2026, 12, 2, tzinfo=UTC),
+        window_end=datetime(2026, 12, 2, 1, tzinfo=UTC),
+        runs=0,
+        finished_runs=0,
+        spend_day=date(2026, 12, 2),
+        spent_usd=Decimal("0E-8"),
+        daily_cap_usd=Decimal("5.00"),
+        results=[],
+    )
+    dumped = check.model_dump(mode="json")
+    assert (dumped["spent_usd"], dumped["daily_cap_usd"]) == ("0", "5")

@@ -20,7 +20,6 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 from typing import Final, Literal
 
 import asyncpg
@@ -30,7 +29,7 @@ from agent.durable.background import BackgroundTask
 from agent.durable.outage import database_unavailable
 from agent.durable.store.outbox import enqueue_event
 from agent.durable.store.retention import parse_age
-from agent.durable.store.stats import GroupStats, RunStats, fleet_stats
+from agent.durable.store.stats import Dollars, GroupStats, RunStats, fleet_stats
 from agent.settings import Settings
 from budgets import DailySpend, SpendToday
 
@@ -63,8 +62,8 @@ class AlertCheck(BaseModel):
     runs: int
     finished_runs: int
     spend_day: date
-    spent_usd: Decimal
-    daily_cap_usd: Decimal | None
+    spent_usd: Dollars
+    daily_cap_usd: Dollars | None
     results: list[RuleResult]
 
     @property
