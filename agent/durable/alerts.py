@@ -16,7 +16,6 @@ hear only alerts. What each alert means and what to do: docs/runbook.md.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -25,8 +24,7 @@ from typing import Final, Literal
 import asyncpg
 from pydantic import BaseModel
 
-from agent.durable.background import BackgroundTask
-from agent.durable.outage import database_unavailable
+from agent.durable.background import repeating
 from agent.durable.store.outbox import enqueue_event
 from agent.durable.store.retention import parse_age
 from agent.durable.store.stats import Dollars, GroupStats, RunStats, fleet_stats
@@ -294,7 +292,12 @@ class AlertMonitor:
         self.pool = pool
         self.settings = settings
         self.worker_id = worker_id
-        self._background = BackgroundTask(self._run, name="alert monitor")
+        self._background = repeating(
+            self.check_once,
+            every_seconds=settings.alert_check_seconds,
+            name="alert monitor",
+            failure="alert check failed",
+        )
 
     def start(self) -> None:
         self._background.start()
@@ -310,14 +313,3 @@ class AlertMonitor:
         for result in fired:
             logfire.warn("alert fired: {message}", message=result.message, rule=result.rule, worker_id=self.worker_id)
         return fired
-
-    async def _run(self) -> None:
-        import logfire
-
-        while True:
-            try:
-                await self.check_once()
-            except Exception as exc:  # a database blip: the next check tries again
-                if not database_unavailable(exc):
-                    logfire.warn("alert check failed: {error}", error=str(exc), worker_id=self.worker_id)
-            await asyncio.sleep(self.settings.alert_check_seconds)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Coroutine
 from contextlib import suppress
 from typing import Any
 
-__all__ = ["BackgroundTask"]
+__all__ = ["BackgroundTask", "repeating"]
 
 
 class BackgroundTask:
@@ -33,3 +33,28 @@ class BackgroundTask:
             task.cancel()
             with suppress(asyncio.CancelledError):
                 await task
+
+
+def repeating(
+    step: Callable[[], Coroutine[Any, Any, object]], *, every_seconds: float, name: str, failure: str
+) -> BackgroundTask:
+    """A `BackgroundTask` that runs `step` at once and then every `every_seconds`.
+
+    A step that raises is logged as `failure: error` and the next one tries again; while the database is
+    unreachable nothing is logged (the worker logs each outage once, `agent.durable.outage`).
+    """
+
+    async def loop() -> None:
+        import logfire
+
+        from agent.durable.outage import database_unavailable
+
+        while True:
+            try:
+                await step()
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    logfire.warn("{failure}: {error}", failure=failure, error=str(exc), task=name)
+            await asyncio.sleep(every_seconds)
+
+    return BackgroundTask(loop, name=name)

@@ -17,11 +17,9 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import asyncpg
-import logfire
 from opentelemetry.metrics import CallbackOptions, ObservableGauge, Observation
 
-from agent.durable.background import BackgroundTask
-from agent.durable.outage import database_unavailable
+from agent.durable.background import repeating
 from agent.durable.providers import provider_health
 from agent.durable.store.providers import ProviderState
 from agent.metrics._instruments import (
@@ -135,7 +133,12 @@ class MetricsRefresher:
         self.every_seconds = settings.metrics_refresh_seconds if every_seconds is None else every_seconds
         self.refreshed = asyncio.Event()
         """Set after each successful refresh (tests wait on it; clear it to wait for the next one)."""
-        self._background = BackgroundTask(self._refresh_forever, name="metrics gauges")
+        self._background = repeating(
+            self.refresh,
+            every_seconds=self.every_seconds,
+            name="metrics gauges",
+            failure="could not refresh the metric gauges",
+        )
 
     def start(self) -> None:
         register_gauges()
@@ -152,12 +155,3 @@ class MetricsRefresher:
         _BOARD.publish(self, snapshot)
         self.refreshed.set()
         return snapshot
-
-    async def _refresh_forever(self) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except Exception as exc:
-                if not database_unavailable(exc):
-                    logfire.warn("could not refresh the metric gauges: {error}", error=str(exc))
-            await asyncio.sleep(self.every_seconds)

@@ -14,7 +14,6 @@ the runs being purged.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import re
 from collections.abc import Sequence
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Final
 
 import asyncpg
 
-from agent.durable.background import BackgroundTask
+from agent.durable.background import repeating
 from agent.durable.store.pages import purge_expired_pages
 from agent.durable.store.records import Executor
 
@@ -209,7 +208,12 @@ class PageCacheSweeper:
     def __init__(self, pool: asyncpg.Pool, *, every_seconds: float = PAGE_SWEEP_SECONDS) -> None:
         self.pool = pool
         self.every_seconds = every_seconds
-        self._background = BackgroundTask(self._sweep_forever, name="page-cache sweep")
+        self._background = repeating(
+            self._sweep,
+            every_seconds=every_seconds,
+            name="page-cache sweep",
+            failure="could not delete expired cached pages",
+        )
 
     def start(self) -> None:
         self._background.start()
@@ -217,15 +221,9 @@ class PageCacheSweeper:
     async def stop(self) -> None:
         await self._background.stop()
 
-    async def _sweep_forever(self) -> None:
-        import logfire  # a worker's process has it already; the store's readers do not need it
+    async def _sweep(self) -> None:
+        deleted = await purge_expired_pages(self.pool)
+        if deleted:
+            import logfire  # a worker's process has it already; the store's readers do not need it
 
-        while True:
-            try:
-                deleted = await purge_expired_pages(self.pool)
-            except Exception as exc:
-                logfire.warn("could not delete expired cached pages: {error}", error=str(exc))
-            else:
-                if deleted:
-                    logfire.info("deleted {count} expired cached pages", count=deleted)
-            await asyncio.sleep(self.every_seconds)
+            logfire.info("deleted {count} expired cached pages", count=deleted)
