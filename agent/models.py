@@ -30,13 +30,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import httpx2
-from openai import AsyncOpenAI
 from pydantic_ai.exceptions import UserError
 from pydantic_ai.models import Model, create_async_httpx2_client, infer_model
 from pydantic_ai.models.fallback import FallbackModel
-from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
 from pydantic_ai.providers import Provider, infer_provider, infer_provider_class
-from pydantic_ai.providers.openai import OpenAIProvider
 from pydantic_ai.retries import AsyncHTTPX2TenacityTransport, RetryConfig, wait_retry_after
 from tenacity import RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -44,6 +41,8 @@ from agent.errors import ConfigurationError
 from agent.settings import Settings, env_var, is_offline_model
 
 if TYPE_CHECKING:
+    from pydantic_ai.providers.openai import OpenAIProvider
+
     from agent.config import RunConfig
 
 ModelSpec = Model | str
@@ -177,7 +176,14 @@ def _load_factory(spec: str) -> Model:
 
 
 def _openai_provider(settings: Settings, http_client: httpx2.AsyncClient) -> OpenAIProvider:
-    """OpenAI (or the configured OpenAI-compatible server), with the SDK's own retries off."""
+    """OpenAI (or the configured OpenAI-compatible server), with the SDK's own retries off.
+
+    The SDK is imported here, not at the top: it takes half a second to import, which every offline command,
+    worker and test process would otherwise pay (as for Anthropic below).
+    """
+    from openai import AsyncOpenAI
+    from pydantic_ai.providers.openai import OpenAIProvider
+
     if settings.openai_base_url:
         base_url: str | None = settings.openai_base_url
         key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
@@ -238,6 +244,8 @@ def _single_model(spec: ModelSpec, settings: Settings, http_client: httpx2.Async
         provider_name, _, model_name = spec.partition(":")
         if settings.openai_base_url and model_name and provider_name in OPENAI_PROVIDERS:
             # OpenAI-compatible servers speak Chat Completions; the Responses API only when asked for.
+            from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
+
             model_class = OpenAIResponsesModel if provider_name == "openai-responses" else OpenAIChatModel
             return model_class(model_name, provider=_openai_provider(settings, http_client))
         return infer_model(spec, provider_factory=lambda name: _provider(name, settings, http_client))
