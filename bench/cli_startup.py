@@ -1,12 +1,15 @@
 """How fast the CLI answers: `research-agent --help` and `research-agent runs list` against `import pydantic_ai`.
 
-Three commands, each a fresh process timed from spawn to exit, interleaved over the repetitions (their
-order rotates each round) so machine load hits all three alike:
+Four commands, each a fresh process timed from spawn to exit, interleaved over the repetitions (their
+order rotates each round) so machine load hits all four alike:
 
 - `research-agent --help`: typer and rich only (goal: at most 0.3x the pydantic-ai import);
 - `research-agent runs list`: settings, a pool, one query, a table (goal: at most 0.8x), against a
   database server started once before timing (an embedded server in a temp dir, or DATABASE_URL),
   already migrated and holding a few queued runs;
+- `python -c "import agent.durable.worker"`: what every worker, `ask` and test subprocess imports: pydantic-ai,
+  logfire, asyncpg and our modules, but no provider SDK (imported when such a model is built) and no HTML
+  extractor (imported at the first page); goal: at most 1.5x (about 2.1x with both, 1.27x without);
 - `python -c "import pydantic_ai"`: the reference, what any command importing the agent pays at least.
 
 Our packages are byte-compiled first, as an installed package is, so no side compiles while timed.
@@ -30,7 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-GOALS = {"--help": 0.3, "runs list": 0.8}
+GOALS = {"--help": 0.3, "runs list": 0.8, 'import agent.durable.worker"': 1.5}
 """Each command's goal, as a fraction of the `import pydantic_ai` time."""
 
 
@@ -88,12 +91,12 @@ def measure(commands: dict[str, list[str]], env: dict[str, str], *, reps: int, w
 def report(seconds: dict[str, list[float]], *, reference: str, reps: int, warmup: int) -> None:
     base = statistics.median(seconds[reference])
     print(f"\n{reps} interleaved repetitions after {warmup} warm-ups; wall time per process (s)\n")
-    print(f"{'command':<34}{'median':>8}{'min':>8}{'max':>8}{'ratio':>8}{'goal':>8}")
+    print(f"{'command':<42}{'median':>8}{'min':>8}{'max':>8}{'ratio':>8}{'goal':>8}")
     for name, values in seconds.items():
         median = statistics.median(values)
         goal = next((g for key, g in GOALS.items() if name.endswith(key)), None)
         verdict = "" if goal is None else f"≤{goal:.1f}x " + ("met" if median / base <= goal else "MISSED")
-        print(f"{name:<34}{median:>8.3f}{min(values):>8.3f}{max(values):>8.3f}{median / base:>7.2f}x  {verdict}")
+        print(f"{name:<42}{median:>8.3f}{min(values):>8.3f}{max(values):>8.3f}{median / base:>7.2f}x  {verdict}")
 
 
 def main() -> None:
@@ -115,6 +118,7 @@ def main() -> None:
         commands = {
             f"{Path(cli[-1]).name} --help": [*cli, "--help"],
             f"{Path(cli[-1]).name} runs list": [*cli, "runs", "list"],
+            'python -c "import agent.durable.worker"': [sys.executable, "-c", "import agent.durable.worker"],
             'python -c "import pydantic_ai"': [sys.executable, "-c", "import pydantic_ai"],
         }
         seconds = measure(commands, env, reps=args.reps, warmup=args.warmup)

@@ -207,3 +207,30 @@ def test_stored_usage_matches_pydantic_ai_run_usage() -> None:
     assert stored_usage(usage_to_json(full)) == usage_to_json(full)
     old_row: dict[str, Any] = {"requests": 2, "input_tokens": 10, "cost": 0.5, "retired_field": 1}
     assert stored_usage(old_row) == usage_to_json(usage_from_json(old_row))
+
+
+ON_DEMAND = ("openai", "anthropic", "trafilatura")
+"""A provider SDK is imported when a model of that provider is built, the HTML extractor at the first page:
+together about a second that an offline worker or `ask` does not pay (bench/cli_startup.py times it)."""
+
+
+def test_a_worker_process_imports_no_provider_sdk_and_no_extractor_until_it_needs_one() -> None:
+    probe = _python(
+        "import json, sys\n"
+        "import agent.durable.worker, agent.cli.research\n"
+        "from agent.models import resolve_model, retrying_http_client\n"
+        "from agent.settings import Settings\n"
+        "before = sorted(sys.modules)\n"
+        "resolve_model('offline', settings=Settings(), http_client=retrying_http_client(Settings()))\n"
+        "offline = sorted(sys.modules)\n"
+        "from tools import extract_main_text\n"
+        "extract_main_text('<html><body><article><p>' + 'QUIC runs over UDP. ' * 20 + '</p></article></body></html>',"
+        " url='https://example.org/')\n"
+        "print(json.dumps({'before': before, 'offline': offline, 'after': sorted(sys.modules)}))\n"
+    )
+    assert probe.returncode == 0, probe.stderr
+    report = json.loads(probe.stdout.strip().splitlines()[-1])
+    for stage in ("before", "offline"):
+        loaded = [name for name in ON_DEMAND if name in report[stage]]
+        assert loaded == [], f"{stage}: {loaded}"
+    assert "trafilatura" in report["after"], "extracting a page imports the extractor"
