@@ -66,6 +66,7 @@ def extract_main_text(html: str, *, url: str) -> tuple[str, str]:
 def _trafilatura(html: str, *, url: str, full: bool) -> tuple[str, str]:
     """`full`: with the metadata pass (the title) and the fallback extractors trafilatura compares against."""
     import trafilatura  # here: a tenth of a second to import, which a process that fetches no page never pays
+
     try:
         document = trafilatura.bare_extraction(
             html, url=url, with_metadata=full, fast=not full, include_comments=False, include_tables=True
