@@ -385,8 +385,10 @@ async def test_a_token_limit_counts_the_tokens_used_and_paces_requests(
         assert_completed(result)
     assert len(arrivals) == 8 and {c.status for c in fake.calls} == {200}
     windows = Counter(in_window(t, window, grace=0.05) for t in arrivals)
-    windows.pop(None, None)
-    assert max(windows.values()) == 1, sorted(windows.items())
+    windows.pop(None, None)  # arrivals in a window's first `grace` seconds may belong to the one before
+    # No window (as the provider saw them) had two requests; when every request arrived just as its window
+    # opened (each waited for it), none is left to compare, and the ledger below is the whole check.
+    assert max(windows.values(), default=0) <= 1, sorted(windows.items())
     rows = await runtime.pool.fetch("SELECT requests FROM provider_rate_usage WHERE key = $1", KEY)
     assert [r["requests"] for r in rows] == [1] * 8
 
