@@ -151,7 +151,7 @@ def crash_model() -> FunctionModel:
             if mark:
                 Path(mark).write_text(str(os.getpid()))
             if wait_for is None:
-                await asyncio.sleep(3600)
+                await asyncio.Event().wait()  # never set: the test kills this process (or cancels the call)
             while wait_for is not None and not wait_for.exists():  # noqa: ASYNC110 - another process creates it
                 await asyncio.sleep(0.05)
         return script.decide(messages, info)

@@ -252,7 +252,7 @@ async def test_in_process_run_is_killed_by_the_poll_when_no_notification_comes(
         calls[len(messages)] += 1
         if len(messages) == 5 and calls[5] == 1:  # the third model call hangs, the first time only
             hanging.set()
-            await asyncio.sleep(3600)
+            await asyncio.Event().wait()  # never set: only the kill switch's cancellation ends it
         return script.decide(messages, info)
 
     model = FunctionModel(respond, model_name="scripted-research")
