@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 
 from agent.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -60,6 +64,27 @@ def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> Non
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+async def until(
+    read: Callable[[], T | Awaitable[T]],
+    ready: Callable[[T], object] = bool,
+    *,
+    within: float = 30.0,
+    what: str,
+) -> T:
+    """Read (`read()`, sync or async) until `ready(value)` holds and return that value. For a state another
+    process or task reaches (a row, a log line, a scrape, a metric) with nothing to await: it reads every
+    50 ms, up to `within` seconds, then fails naming `what` and the last value read."""
+    deadline = time.monotonic() + within
+    while True:
+        value = read()
+        value = await value if inspect.isawaitable(value) else value
+        if ready(value):
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}; last read: {value!r:.500}")
+        await asyncio.sleep(0.05)
 
 
 async def expire_lease(pool: asyncpg.Pool, run_id: str) -> None:

@@ -19,10 +19,11 @@ from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from agent.api import Runtime
-from agent.durable.database import apply_migrations, create_pool, embedded_database_url
+from agent.durable.database import APP_ROLE, app_role_url, apply_migrations, create_pool, embedded_database_url
 from agent.settings import Settings
 from budgets import ModelPrice
 from tests._databases import DocsTemplate, create_database, drop_database, with_database
@@ -122,6 +123,22 @@ async def _check_and_drop(postgres_url: str, name: str) -> None:
     problems = await check_run_events(with_database(postgres_url, name))
     await drop_database(postgres_url, name)
     assert not problems, "run-event invariant broken:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+async def app_url(database_url: str) -> str:
+    """The URL the app uses on this test's database: the same server and database, signed in as the app role."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", APP_ROLE):
+            # The migrations create it whenever the migrating role may create roles; the suite's server (embedded,
+            # or DATABASE_URL for tests) is a superuser, as creating each test's database already requires.
+            pytest.fail(
+                f"{APP_ROLE} does not exist after migrating: the test server's role must be able to create roles"
+            )
+    finally:
+        await conn.close()
+    return app_role_url(database_url)
 
 
 @pytest.fixture

@@ -60,22 +60,6 @@ TABLE_PRIVILEGES = [*DML, "TRUNCATE", "REFERENCES", "TRIGGER"]
 EXPECTED = {"tool_audit": ["SELECT", "INSERT"], "schema_migrations": ["SELECT"]}
 
 
-@pytest.fixture
-async def app_url(database_url: str) -> str:
-    """The URL the app uses on this test's database: the same server and database, signed in as the app role."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", APP_ROLE):
-            # The migrations create it whenever the migrating role may create roles; the suite's server (embedded,
-            # or DATABASE_URL for tests) is a superuser, as creating each test's database already requires.
-            pytest.fail(
-                f"{APP_ROLE} does not exist after migrating: the test server's role must be able to create roles"
-            )
-    finally:
-        await conn.close()
-    return app_role_url(database_url)
-
-
 async def _audit(conn: asyncpg.Connection, n: int = 3) -> None:
     for i in range(n):
         await conn.execute(

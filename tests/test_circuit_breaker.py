@@ -33,7 +33,7 @@ from agent.models import jittered
 from agent.settings import Settings
 from tests._fake_openai import FakeOpenAI, Fault
 from tests._http_server import LocalHTTPServer
-from tests._processes import start_worker, wait_for, worker_env
+from tests._processes import start_worker, until, wait_for, worker_env
 from tests._web import ARTICLES, install_web
 
 QUESTION = "What changed in HTTP/3 compared to HTTP/2?"
@@ -253,11 +253,10 @@ def finish(worker: subprocess.Popen[bytes], log: Path, *, timeout: float = 30) -
 
 
 async def until_finished(runtime: Runtime, run_ids: list[str]) -> None:
-    for _ in range(600):  # 30 s
-        if not {(await runtime.store.get_run(run_id)).status for run_id in run_ids} & {"queued", "running"}:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"runs {run_ids} not finished after 30 s")
+    async def statuses() -> set[str]:
+        return {(await runtime.store.get_run(run_id)).status for run_id in run_ids}
+
+    await until(statuses, lambda found: not found & {"queued", "running"}, what=f"runs {run_ids} to finish")
 
 
 async def test_failures_seen_by_one_worker_open_the_breaker_for_another(

@@ -14,9 +14,8 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -62,7 +61,7 @@ from agent.settings import Settings
 from budgets import Budget
 from tests._cli import run_cli
 from tests._http_server import LocalHTTPServer
-from tests._processes import expire_lease, start_worker, worker_env
+from tests._processes import expire_lease, start_worker, until, worker_env
 from tests._web import install_web
 from tests.scripted import ResearchScript, research_model, scripted_calls
 from tools import ToolPolicyOverrides
@@ -112,17 +111,6 @@ def by(found: list[Point], *keys: str) -> dict[tuple[str, ...], float]:
         key = tuple(point.attributes.get(k, "") for k in keys)
         totals[key] = totals.get(key, 0.0) + point.value
     return totals
-
-
-async def until(read: Callable[[], list[Point]]) -> list[Point]:
-    """Poll `read()` on the event loop until it returns points (the refresher publishes on its own task)."""
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        found = read()
-        if found:
-            return found
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"no data points after {DEADLINE}s")
 
 
 @dataclass(frozen=True)
@@ -340,9 +328,9 @@ async def test_the_worker_gauges_equal_the_store(
     worker = Worker(runtime, concurrency=1)
     task = asyncio.create_task(worker.run())
     try:
-        approvals = await until(lambda: points(capture.memory, APPROVALS_PENDING))
+        approvals = await until(lambda: points(capture.memory, APPROVALS_PENDING), within=DEADLINE, what="gauges")
         assert [p.value for p in approvals] == [float(pending)]
-        circuit = await until(lambda: points(capture.memory, CIRCUIT_STATUS))
+        circuit = await until(lambda: points(capture.memory, CIRCUIT_STATUS), within=DEADLINE, what="gauges")
         states = {p.attributes[CIRCUIT_STATE]: p.value for p in circuit}
         assert states == {"open": 1.0, "closed": 0.0, "half_open": 0.0}
         assert all({k: p.attributes[k] for k in (PROVIDER, REQUEST_MODEL)} == model_attributes(BROKEN) for p in circuit)
@@ -392,11 +380,27 @@ async def test_the_worker_command_serves_its_metrics(
     log = tmp_path / "worker.log"
     worker = start_worker(env, "--metrics-port", "0", log=log)
     try:
-        url = await until_text(log, r"metrics at (http://127\.0\.0\.1:\d+/metrics)")
-        statuses = await until_finished(runtime, ids)
+        found = await until(
+            lambda: re.search(r"metrics at (http://127\.0\.0\.1:\d+/metrics)", log.read_text()),
+            within=60,
+            what="the worker to print its metrics URL",
+        )
+        url = found.group(1)
+
+        async def statuses_of() -> list[str]:
+            return [(await runtime.store.get_run(i)).status for i in ids]
+
+        statuses = await until(
+            statuses_of, lambda found: all(s in FINISHED_STATUSES for s in found), within=60, what="the runs to finish"
+        )
         stats = (await fleet_stats(runtime.pool, since=timedelta(hours=1))).total
         # The worker counts a run right after its final commit: wait until the scrape has both.
-        scraped = await until_scraped(url, lambda s: sum(v for _, v in s.get("research_agent_runs_total", [])) == 2)
+        scraped = await until(
+            lambda: scrape(url),
+            lambda s: sum(v for _, v in s.get("research_agent_runs_total", [])) == 2,
+            within=DEADLINE,
+            what="the scrape to count both runs",
+        )
         runs = summed(scraped["research_agent_runs_total"], STATUS)
         assert runs == {(status,): float(n) for status, n in Counter(statuses).items()} == {("completed",): 2.0}
         calls = summed(scraped["research_agent_tool_calls_total"], TOOL_NAME)
@@ -409,33 +413,3 @@ async def test_the_worker_command_serves_its_metrics(
         worker.wait(timeout=30)
     text = log.read_text()
     assert text.count("metrics at ") == 1 and "Traceback" not in text, text
-
-
-async def until_text(log: Path, pattern: str) -> str:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        found = re.search(pattern, log.read_text())
-        if found:
-            return found.group(1)
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{pattern!r} never appeared in {log.read_text()!r}")
-
-
-async def until_scraped(url: str, ready: Callable[[Scrape], bool]) -> Scrape:
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        scraped = await scrape(url)
-        if ready(scraped):
-            return scraped
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the scrape never got ready: {scraped}")
-
-
-async def until_finished(runtime: Runtime, ids: list[str]) -> list[str]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        statuses = [(await runtime.store.get_run(i)).status for i in ids]
-        if all(s in FINISHED_STATUSES for s in statuses):
-            return statuses
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"runs not finished: {statuses}")

@@ -33,7 +33,7 @@ from agent.durable.store.pages import PURGE_EXPIRED_PAGES
 from agent.durable.worker import Worker
 from agent.settings import Settings
 from tests._cli import run_cli as cli
-from tests._processes import worker_env
+from tests._processes import until, worker_env
 from tools import FetchedPage
 
 STOP: dict[RunStatus, StopReason | None] = {
@@ -330,15 +330,15 @@ async def test_purge_expired_pages_deletes_expired_rows_only(runtime: Runtime) -
 
 
 async def test_a_worker_sweeps_expired_pages(runtime: Runtime) -> None:
-    stale, fresh = await _cache(runtime, expired=4, live=2)
+    _, fresh = await _cache(runtime, expired=4, live=2)
     worker = Worker(runtime, concurrency=1)
     task = asyncio.create_task(worker.run())
     try:
-        deadline = time.monotonic() + 10
-        urls = stale | fresh
-        while time.monotonic() < deadline and urls != fresh:
-            await asyncio.sleep(0.05)
-            urls = {r["url"] for r in await runtime.pool.fetch("SELECT url FROM page_cache")}
+
+        async def cached() -> set[str]:
+            return {r["url"] for r in await runtime.pool.fetch("SELECT url FROM page_cache")}
+
+        urls = await until(cached, lambda found: found == fresh, within=10, what="the expired pages to be swept")
         assert urls == fresh
     finally:
         worker.stop()

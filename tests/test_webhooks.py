@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -29,7 +29,7 @@ from pydantic import SecretStr
 
 from agent.api import Runtime
 from agent.durable.controls import KillSwitch
-from agent.durable.database import APP_ROLE, app_role_url, create_pool
+from agent.durable.database import APP_ROLE, create_pool
 from agent.durable.store import FINISHED_STATUSES
 from agent.durable.webhooks import WebhookDispatcher, check_webhooks, enqueue_event
 from agent.durable.worker import Worker
@@ -37,7 +37,7 @@ from agent.errors import ConfigurationError
 from agent.settings import Settings
 from tests._cli import run_cli
 from tests._http_server import LocalHTTPServer, Request, Response
-from tests._processes import start_worker, worker_env
+from tests._processes import start_worker, until, worker_env
 from tests._web import install_web
 from tests.scripted import scripted_calls
 from tools import BlockedURLError, ToolPolicyOverrides, post_webhook
@@ -105,14 +105,6 @@ async def _deliveries(pool: asyncpg.Pool) -> list[asyncpg.Record]:
     )
 
 
-async def _until(condition: Callable[[], Any], *, within: float = 30.0, what: str) -> None:
-    """Poll an async condition (a database state another process reaches) until it holds."""
-    deadline = time.monotonic() + within
-    while not await condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 async def test_a_finished_run_is_announced_signed_once_with_its_outcome(
     runtime: Runtime, settings: Settings, http_server: LocalHTTPServer
 ) -> None:
@@ -125,7 +117,7 @@ async def test_a_finished_run_is_announced_signed_once_with_its_outcome(
     task = asyncio.create_task(worker.run())
     try:
         [request] = await receiver.wait_for(1)
-        await _until(lambda: _delivered(rt.pool, 1), what="the delivery to be recorded")
+        await until(lambda: _delivered(rt.pool, 1), what="the delivery to be recorded")
     finally:
         worker.stop()
         await task
@@ -230,7 +222,7 @@ async def test_a_failing_receiver_is_retried_with_backoff_and_given_up_after_the
     try:
         await flaky.wait_for(3)
         await down.wait_for(3)
-        await _until(lambda: _settled(runtime.pool), what="both deliveries to settle")
+        await until(lambda: _settled(runtime.pool), what="both deliveries to settle")
     finally:
         await dispatcher.stop()
 
@@ -334,7 +326,7 @@ async def test_a_delivery_cut_short_by_a_worker_crash_is_sent_again_by_another_w
     second = start_worker(env, log=tmp_path / "worker-b.log")
     try:
         again = (await receiver.wait_for(2))[1]  # only once the dead worker's claim has run out
-        await _until(lambda: _delivered(runtime.pool, 1), what="the second worker to record the delivery")
+        await until(lambda: _delivered(runtime.pool, 1), what="the second worker to record the delivery")
     finally:
         second.send_signal(signal.SIGTERM)
         try:
@@ -352,14 +344,8 @@ async def test_a_delivery_cut_short_by_a_worker_crash_is_sent_again_by_another_w
 
 
 @pytest.fixture
-async def app_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    conn = await asyncpg.connect(database_url)
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", APP_ROLE):
-            pytest.skip(f"{APP_ROLE} does not exist: the test server's role may not create roles")
-    finally:
-        await conn.close()
-    pool = await create_pool(app_role_url(database_url), max_size=3)
+async def app_pool(app_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(app_url, max_size=3)
     try:
         assert await pool.fetchval("SELECT current_user") == APP_ROLE
         yield pool
