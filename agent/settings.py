@@ -71,6 +71,10 @@ def _http_urls(urls: list[str]) -> list[str]:
     return urls
 
 
+WebhookURLs = Annotated[list[str], NoDecode, pydantic.BeforeValidator(_comma_list), pydantic.AfterValidator(_http_urls)]
+"""A comma-separated list of http(s) URLs in the environment (RESEARCH_AGENT_WEBHOOKS, ..._ALERT_WEBHOOKS)."""
+
+
 def _fractions(values: list[float]) -> list[float]:
     for value in values:
         if not 0 < value <= 1:
@@ -83,9 +87,7 @@ class OperationsSettings(BaseSettings):
     used alone) so that each class stays short enough to read."""
 
     # --- webhooks (agent/durable/webhooks.py; docs/decisions/0024-webhooks.md) ------------------------
-    webhooks: Annotated[
-        list[str], NoDecode, pydantic.BeforeValidator(_comma_list), pydantic.AfterValidator(_http_urls)
-    ] = Field(
+    webhooks: WebhookURLs = Field(
         default_factory=list,
         description="Comma-separated http(s) URLs told about runs, approvals, alerts and the kill switch (signed "
         "JSON, at least once); the fetch_url SSRF rules apply: a private receiver needs fetch_allow_hosts.",
@@ -97,9 +99,7 @@ class OperationsSettings(BaseSettings):
     webhook_backoff_max_seconds: float = Field(default=600.0, gt=0, le=86_400, description="Longest retry wait.")
 
     # --- alerts (agent/durable/alerts.py; docs/decisions/0027-alerts-and-run-events.md; docs/runbook.md) ---
-    alert_webhooks: Annotated[
-        list[str], NoDecode, pydantic.BeforeValidator(_comma_list), pydantic.AfterValidator(_http_urls)
-    ] = Field(
+    alert_webhooks: WebhookURLs = Field(
         default_factory=list,
         description="Comma-separated http(s) URLs told only about `alert.fired` (besides RESEARCH_AGENT_WEBHOOKS, "
         "which hear every event); same signing and SSRF rules.",
