@@ -62,18 +62,14 @@ class RunStore:
         """The newest `limit` runs, of any status or only of `statuses`."""
         return await runs.list_recent(self.pool, limit=limit, statuses=statuses)
 
-    async def claim_next(
-        self, *, worker_id: str, lease_seconds: float, max_attempts: int | None = None
-    ) -> RunRecord | None:
-        """Claim the oldest queued run, or a running one whose lease expired (its worker died); runs that
-        used `max_attempts` claims that way end `failed` / `too_many_attempts` instead."""
-        return await runs.claim_next(
-            self.pool, worker_id=worker_id, lease_seconds=lease_seconds, max_attempts=max_attempts
-        )
+    async def claim_next(self, *, worker_id: str, lease_seconds: float) -> RunRecord | None:
+        """Claim the oldest queued run, or a running one whose lease expired (its worker died). A worker calls
+        `fail_exhausted` first, so a run that used up its attempts is ended rather than claimed again."""
+        return await runs.claim_next(self.pool, worker_id=worker_id, lease_seconds=lease_seconds)
 
     async def fail_exhausted(self, *, max_attempts: int) -> list[RunRecord]:
         """End the runs whose lease expired on `max_attempts` attempts in a row (`failed` / `too_many_attempts`)
-        and return them: what `claim_next(max_attempts=...)` does first, for a caller that reports them."""
+        and return them, for the worker to report (log line, metrics)."""
         return await runs.fail_exhausted(self.pool, max_attempts=max_attempts)
 
     async def claim_run(self, run_id: str, *, worker_id: str, lease_seconds: float) -> RunRecord | None:
