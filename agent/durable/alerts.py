@@ -34,7 +34,7 @@ from budgets import DailySpend, SpendToday
 __all__ = ["RUN_RULES", "AlertCheck", "AlertMonitor", "RuleResult", "check_alerts", "evaluate", "fire_alerts"]
 
 SPEND_STATE_DAYS: Final = 8
-"""Spend alerts' per-day state rows older than this are deleted (a day needs only its own)."""
+"""Spend alerts' per-day state rows older than this are deleted when a new day's spend alert fires."""
 
 
 class RuleResult(BaseModel):
@@ -277,11 +277,13 @@ async def fire_alerts(pool: asyncpg.Pool, check: AlertCheck, *, fired_by: str) -
                     "fired_by": fired_by,
                 },
             )
+            if spend:  # a new day's row: the days past their keeping go (not a write on every check)
+                await conn.execute(
+                    "DELETE FROM alert_state WHERE rule LIKE 'spend\\_%:%'"
+                    " AND changed_at < now() - make_interval(days => $1)",
+                    SPEND_STATE_DAYS,
+                )
             fired.append(result)
-    await pool.execute(
-        "DELETE FROM alert_state WHERE rule LIKE 'spend\\_%:%' AND changed_at < now() - make_interval(days => $1)",
-        SPEND_STATE_DAYS,
-    )
     return fired
 
 
