@@ -240,8 +240,8 @@ class Settings(OperationsSettings):
         default=65_536,
         ge=1_024,
         le=16_777_216,
-        description="A tool call whose arguments (JSON) are longer is refused with a structured error, unread "
-        "(before validation or secret scanning).",
+        description="A tool call (the final answer included) whose arguments (JSON) are longer is refused with a "
+        "structured error, unread (before validation or secret scanning).",
     )
 
     approval_timeout_seconds: float = Field(
@@ -258,8 +258,9 @@ class Settings(OperationsSettings):
         default=5,
         ge=1,
         le=100,
-        description="Attempts in a row a run may make whose lease expires before it finishes (its worker died,"
-        " stalled or lost the database); then it ends `failed` / `too_many_attempts` instead of changing hands.",
+        description="Failed attempts in a row a run may make (its worker died or stalled so its lease expired, or"
+        " its execution failed with an unexpected error); then it ends `failed` / `too_many_attempts`, naming the"
+        " last error, instead of changing hands.",
     )
 
     # --- controls (agent/durable/controls.py) ----------------------------------------------------------

@@ -1,6 +1,6 @@
 """A worker that lost its lease writes nothing (issue 14): SIGSTOP it in the middle of a fetch, let a
 second worker take the run and finish it, SIGCONT the first. Its page text is stale; it must not reach
-the store.
+the store: not the run's sources, and not the shared page cache other runs read either.
 
 The first worker runs with a long lease, so after SIGCONT its heartbeat is not due before the stalled
 fetch returns: the write it then attempts is refused by the fence in the statement itself, not by a
@@ -42,6 +42,13 @@ def _serve_stale_then_fresh(server: LocalHTTPServer, release: threading.Event) -
     server.route(PAGE, handler)
 
 
+async def _cached_text(runtime: Runtime, url: str) -> str:
+    """The page cache's text for `url` (every row, so a second row could not hide)."""
+    rows = await runtime.pool.fetch("SELECT text FROM page_cache WHERE url = $1", url)
+    assert len(rows) == 1, rows
+    return str(rows[0]["text"])
+
+
 @pytest.mark.parametrize("attempt", [1, 2])
 async def test_a_paused_worker_that_lost_its_lease_writes_nothing(
     runtime: Runtime, settings: Settings, http_server: LocalHTTPServer, tmp_path: Path, attempt: int
@@ -63,6 +70,8 @@ async def test_a_paused_worker_that_lost_its_lease_writes_nothing(
         done = await runtime.store.get_run(run.id)
         assert done.status == "completed", done.error
         sources_before = await runtime.store.load_sources(run.id)
+        cached_before = await _cached_text(runtime, http_server.url(PAGE))
+        assert FRESH in cached_before  # the second worker cached what it fetched
         effects_before = await runtime.store.load_tool_effects(run.id)
         audit_before = await runtime.store.audit_rows(run.id)
 
@@ -86,6 +95,8 @@ async def test_a_paused_worker_that_lost_its_lease_writes_nothing(
     page = next(p for url, p in sources.items() if url.endswith(PAGE))
     assert FRESH in page.text and STALE not in page.text  # the stale text never overwrote the fresh one
     assert sources == sources_before
+    cached = await _cached_text(runtime, http_server.url(PAGE))
+    assert STALE not in cached and cached == cached_before  # nor did it overwrite the shared page cache
     assert await runtime.store.load_tool_effects(run.id) == effects_before
     assert await runtime.store.audit_rows(run.id) == audit_before
     assert after.status == "completed" and after.report == done.report and after.message_count == done.message_count

@@ -4,6 +4,8 @@ A purge deletes old finished runs with every per-run row (messages, steps, sourc
 approvals, leftover daily-spend holds) and nothing else: every table of the schema is counted before
 and after. The runs' `tool_audit` rows stay, and stay append-only. Queued, running and
 awaiting_approval runs are never deleted, however old. A worker deletes expired `page_cache` rows only.
+Purges run as the owner and as the application role the app signs in as (`research_agent_app`), which
+may delete runs but not audit rows.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 
 from agent.api import Runtime
 from agent.config import RunConfig, RunStatus, StopReason
+from agent.durable.database import APP_ROLE, create_pool
 from agent.durable.store import (
     PurgeCounts,
     count_purgeable,
@@ -152,10 +155,27 @@ def config(settings: Settings) -> RunConfig:
     return RunConfig.from_settings(settings, model="test", prompt_version="test")
 
 
+ROLES = ["owner", "app_role"]
+"""Who purges: the owner that migrates (the test server's superuser), or the role the app signs in as."""
+
+
+@pytest.mark.parametrize("role", ROLES)
 async def test_purge_deletes_old_finished_runs_with_all_their_rows_and_keeps_the_audit(
-    runtime: Runtime, config: RunConfig
+    runtime: Runtime, config: RunConfig, app_url: str, role: str
 ) -> None:
-    pool = runtime.pool
+    if role == "owner":
+        await _purge_and_check(runtime.pool, runtime.pool, config, role=role)
+        return
+    app = await create_pool(app_url, max_size=2)
+    try:
+        assert await app.fetchval("SELECT current_user") == APP_ROLE
+        await _purge_and_check(runtime.pool, app, config, role=role)
+    finally:
+        await app.close()
+
+
+async def _purge_and_check(pool: asyncpg.Pool, purger: asyncpg.Pool, config: RunConfig, *, role: str) -> None:
+    """Seed old and recent runs through `pool`, purge through `purger`, and check what went and what stayed."""
     old = [
         await _seed(pool, config, status, days_ago=40)
         for status in ("completed", "failed", "budget_exceeded", "killed", "cancelled")
@@ -179,11 +199,11 @@ async def test_purge_deletes_old_finished_runs_with_all_their_rows_and_keeps_the
         **{table: 5 * n for table, n in PER_RUN.items() if table != "tool_audit"},
         audit_kept=5 * PER_RUN["tool_audit"],
     )
-    assert await count_purgeable(pool, finished_before=cutoff) == expected  # the dry run ...
+    assert await count_purgeable(purger, finished_before=cutoff) == expected  # the dry run ...
     assert await _table_counts(pool) == before  # ... deletes nothing
 
     started = time.perf_counter()
-    purged = await purge_runs(pool, finished_before=cutoff, batch_size=2)  # three transactions
+    purged = await purge_runs(purger, finished_before=cutoff, batch_size=2)  # three transactions
     seconds = time.perf_counter() - started
     assert purged == expected
 
@@ -196,12 +216,14 @@ async def test_purge_deletes_old_finished_runs_with_all_their_rows_and_keeps_the
     assert await pool.fetch("SELECT * FROM tool_audit ORDER BY id") == audit_before  # untouched, every column
     # The holds of the purged runs released what they reserved; the unfinished runs' holds stay.
     assert await pool.fetchval("SELECT reserved_usd FROM daily_spend WHERE day = $1", old_day) == HOLD * 3
-    # The audit is as append-only as before: not even a purge's connection can delete it.
-    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
-        await pool.execute("DELETE FROM tool_audit WHERE run_id = ANY($1::uuid[])", old)
+    # The audit is as append-only as before: not even a purge's connection can delete it (the owner is stopped by
+    # the trigger; the app role has no DELETE on it at all).
+    refusal = "append-only" if role == "owner" else "permission denied for table tool_audit"
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match=refusal):
+        await purger.execute("DELETE FROM tool_audit WHERE run_id = ANY($1::uuid[])", old)
     # Nothing is left to purge; a second purge is a no-op.
-    assert await purge_runs(pool, finished_before=cutoff) == PurgeCounts()
-    print(f"\npurged 5 of 10 runs with {sum(expected.deleted().values())} rows in {seconds * 1000:.1f} ms")
+    assert await purge_runs(purger, finished_before=cutoff) == PurgeCounts()
+    print(f"\npurged 5 of 10 runs as {role} with {sum(expected.deleted().values())} rows in {seconds * 1000:.1f} ms")
 
 
 async def test_purge_refuses_unfinished_statuses(runtime: Runtime) -> None:
@@ -225,7 +247,10 @@ def test_ages(given: str, age: timedelta) -> None:
     assert parse_age(given) == age
 
 
-async def test_runs_purge_command(settings: Settings, runtime: Runtime, config: RunConfig) -> None:
+@pytest.mark.parametrize("role", ROLES)
+async def test_runs_purge_command(
+    settings: Settings, runtime: Runtime, config: RunConfig, app_url: str, role: str
+) -> None:
     pool = runtime.pool
     completed = await _seed(pool, config, "completed", days_ago=40)
     failed = await _seed(pool, config, "failed", days_ago=40)
@@ -233,6 +258,8 @@ async def test_runs_purge_command(settings: Settings, runtime: Runtime, config: 
     recent = await _seed(pool, config, "completed", days_ago=1)
     running = await _seed(pool, config, "running", days_ago=40)
     env = worker_env(settings)
+    if role == "app_role":  # the command signs in as the app does
+        env["DATABASE_URL"] = app_url
     before = await _table_counts(pool)
 
     # Bad ages and statuses: one clear line, exit 2, no traceback, nothing deleted.

@@ -2,25 +2,30 @@
 
 A model that calls a tool with a 5 MB argument gets a structured refusal at once, before the arguments
 are validated or scanned; the audit says why, the history keeps a stand-in rather than 5 MB, and the run
-ends normally. CPU-heavy work on hostile input (a 5 MB argument, a 5 MB page to extract and redact) runs
-off the event loop or in short slices, so a concurrent ticker (standing in for the lease heartbeat)
-keeps ticking.
+ends normally. The final answer (the output tool) is held to the same limit: a 5 MB answer is refused the
+same way (the model is asked again, with the structured error), and one sent again and again stops the run.
+CPU-heavy work on hostile input (a 5 MB argument, a 5 MB page to extract and redact) runs off the event loop
+or in short slices, so a concurrent ticker (standing in for the lease heartbeat) keeps ticking.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+
 from agent.api import Runtime
 from tests._http_server import LocalHTTPServer
 from tests._web import install_web
-from tests.scripted import scripted_calls
+from tests.scripted import MISSING, NOT_ANSWERED, read_history, scripted_calls
 from tools import FetchLimits, SearchHit, fetch_url
 
 FIVE_MB = 5_000_000
@@ -172,3 +177,76 @@ async def test_the_event_loop_keeps_ticking_while_a_5_mb_page_is_extracted_and_r
     # ... and the text and title were redacted before anything else saw them.
     assert SECRET not in page.text + page.title and "4f9Qx2Lm8Zr1Tb7Wc3Vn6Yp0" not in page.text.replace(" ", "")
     assert page.text.count("[REDACTED:openai_key]") == 2 and page.title == "Big page [REDACTED:openai_key]"
+
+
+def huge_answer_model(huge_answers: int, seen: list[str]) -> FunctionModel:
+    """Plans, then sends a 5 MB final answer `huge_answers` times (a secret in it), then a short honest one;
+    records in `seen` every retry prompt it is sent."""
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        state = read_history(messages)
+        seen[:] = state.retry_prompts
+        output = info.output_tools[0].name
+        if not state.planned:
+            return ModelResponse(parts=[ToolCallPart("record_plan", {"sub_questions": ["What is QUIC?"]})])
+        if len(state.retry_prompts) < huge_answers:
+            answer = f"QUIC {SECRET} " + "x" * FIVE_MB
+            return ModelResponse(parts=[ToolCallPart(output, {"answer": answer, "citations": []})])
+        report = {"answered": False, "answer": NOT_ANSWERED, "citations": [], "unresolved": [MISSING]}
+        return ModelResponse(parts=[ToolCallPart(output, report)])
+
+    return FunctionModel(respond)
+
+
+async def _stored_bytes(runtime: Runtime, run_id: str) -> int:
+    async with runtime.pool.acquire() as conn:
+        total: int = await conn.fetchval(
+            "SELECT coalesce(sum(octet_length(message::text)), 0) FROM run_messages WHERE run_id = $1::uuid", run_id
+        )
+    return total
+
+
+async def test_a_5_mb_final_answer_is_refused_with_a_structured_error_and_asked_again(runtime: Runtime) -> None:
+    backend = RecordingBackend()
+    warm_up = scripted_calls([("record_plan", {"sub_questions": ["What is QUIC?"]})])
+    assert (await runtime.research("What is QUIC?", model=warm_up, search_backend=backend)).status == "completed"
+    seen: list[str] = []
+    started = time.perf_counter()
+    async with ticking() as ticker:
+        result = await runtime.research("What is QUIC?", model=huge_answer_model(1, seen), search_backend=backend)
+    seconds = time.perf_counter() - started
+
+    assert result.status == "completed", result.error
+    assert result.report is not None and result.report.answer == NOT_ANSWERED  # the second, short answer
+    assert seconds < 10, f"the run took {seconds:.1f}s"
+    ticker.check()
+
+    # The model was told, in a structured error, why its answer was refused and what to do.
+    (prompt,) = seen
+    error = json.loads(prompt)["error"]
+    assert error.startswith("arguments_too_large: Refused by the tool policy: the arguments are 5,000,0"), error
+    assert "over the 65,536-byte limit; they were not read" in error and "again, under 65,536 bytes" in error
+
+    # Audited like any refused call, with the stand-in; and the 5 MB was never kept (nor scrubbed and kept).
+    rows = await runtime.store.audit_rows(result.run_id)
+    (refusal,) = [r for r in rows if r.decision == "deny"]
+    assert refusal.tool.startswith("final_result") and "final answer refused" in refusal.reason
+    assert "5,000,0" in refusal.reason and "over the 65,536-byte limit" in refusal.reason
+    assert len(str(refusal.args)) < 200
+    assert await _stored_bytes(runtime, result.run_id) < 100_000
+    names = [e.name for e in await runtime.store.events(result.run_id)]
+    assert names.count("tool.blocked") == 1
+
+
+async def test_a_model_that_keeps_sending_a_5_mb_final_answer_is_stopped(runtime: Runtime) -> None:
+    seen: list[str] = []
+    result = await runtime.research(
+        "What is QUIC?", model=huge_answer_model(10, seen), search_backend=RecordingBackend()
+    )
+
+    assert result.status == "budget_exceeded" and result.stop_reason == "loop", (result.status, result.error)
+    assert result.error is not None and "refused 3 times" in result.error
+    assert len(seen) == 2  # two structured refusals, then the third identical answer stopped the run
+    assert await _stored_bytes(runtime, result.run_id) < 100_000
+    refusals = [r for r in await runtime.store.audit_rows(result.run_id) if r.tool.startswith("final_result")]
+    assert [r.decision for r in refusals] == ["deny"] * 3

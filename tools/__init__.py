@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from tools._fetch_tool import CORPUS_SCHEME, FetchUrlArgs, FetchUrlResult, LocalPages, fetch_url
     from tools._framing import frame_untrusted, neutralize, truncate_text
     from tools._policy import (
+        ARGS_TOO_LARGE,
         ArgsRefusal,
         PolicyDecision,
         ToolPolicy,
@@ -68,6 +69,7 @@ if TYPE_CHECKING:
     from tools.errors import ResearchAgentError
 
 __all__ = [
+    "ARGS_TOO_LARGE",
     "CORPUS_SCHEME",
     "PYTHON_DOCS_COLLECTION",
     "ArgsRefusal",
@@ -167,6 +169,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "tools._fetch_tool": ("CORPUS_SCHEME", "FetchUrlArgs", "FetchUrlResult", "LocalPages", "fetch_url"),
     "tools._framing": ("frame_untrusted", "neutralize", "truncate_text"),
     "tools._policy": (
+        "ARGS_TOO_LARGE",
         "ArgsRefusal",
         "PolicyDecision",
         "ToolPolicy",

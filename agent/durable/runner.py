@@ -214,7 +214,7 @@ class DurableRunner:
             run_id=run.id,
             question=run.question,
             config=run.config,
-            store=self.store.leased(self.worker_id),  # the tools' writes are fenced by this worker's lease
+            store=self.store.leased(self.worker_id, run_id=run.id),  # every tool write is fenced by the lease
             search=components.search,
             corpus=components.corpus,
             sources=await self.store.load_sources(run.id),

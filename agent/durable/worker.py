@@ -34,11 +34,24 @@ from agent.events import (
     ignore_progress,
     ignore_worker_events,
 )
+from agent.guardrails import redact_text
 from agent.metrics import MetricsRefresher, record_run_end  # metrics hook
 
 
 def _log_notice(message: str) -> None:
     logfire.warn(message)
+
+
+MAX_ERROR_CHARS = 2_000
+
+
+def failure_text(exc: BaseException, *, attempt: int, worker_id: str) -> str:
+    """An execution's unexpected error as the run records it (`last_error`): its type and message, redacted
+    and bounded, with the attempt and the worker."""
+    text, _ = redact_text(f"{type(exc).__name__}: {exc}")
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[: MAX_ERROR_CHARS - 1] + "…"
+    return f"{text} (attempt {attempt}, worker {worker_id})"
 
 
 class Worker:
@@ -88,8 +101,9 @@ class Worker:
         self._webhooks = WebhookDispatcher(runtime.pool, runtime.settings, worker_id=self.worker_id)  # webhooks hook
         self._outage = Outage(what=f"worker {self.worker_id}", notice=on_notice)
         quiet_pool_reconnects()
-        self._abandoned: set[str] = set()
-        """Runs given up because the database went away mid-turn: handed back to the queue once it is back."""
+        self._abandoned: dict[str, str | None] = {}
+        """Runs whose execution here ended without finishing them, to hand back to the queue (`_release_abandoned`),
+        with the error to record: None for a run given up because the database went away (not a failed attempt)."""
 
     def stop(self) -> None:
         """Stop claiming; in-flight runs are handed back to the queue."""
@@ -106,6 +120,7 @@ class Worker:
         self._alerts.start()  # alerts hook: checks the rules every alert_check_seconds
         try:
             while not self._stopping.is_set():
+                await self._release_abandoned()  # whatever the branch below: a failed run is retried at once
                 if self.max_runs is not None and claimed_total >= self.max_runs:
                     if not self._active:
                         break
@@ -113,7 +128,6 @@ class Worker:
                     if self.exit_when_idle and not self._active:
                         break
                 elif len(self._active) < self.concurrency:
-                    await self._release_abandoned()
                     await self._expire_approvals()
                     # While the database is unreachable this waits (backoff, jitter) instead of exiting.
                     run = await self._outage.call(self._claim_next, stop=self._stopping)
@@ -135,24 +149,37 @@ class Worker:
 
     async def _claim_next(self) -> RunRecord | None:
         """End the runs that used up their attempts (counted in the metrics like any run that ends), then
-        claim the oldest claimable run."""
+        claim the oldest claimable run: never one that used up its attempts meanwhile (the claim checks)."""
         settings = self.runtime.settings
         for exhausted in await self.runtime.store.fail_exhausted(max_attempts=settings.max_attempts):
             record_run_end(exhausted)  # metrics hook: a run the attempt cap ended
-            logfire.warn("run {run_id} failed: too many attempts", run_id=exhausted.id, worker_id=self.worker_id)
-        return await self.runtime.store.claim_next(worker_id=self.worker_id, lease_seconds=settings.lease_seconds)
+            logfire.warn(
+                "run {run_id} failed: too many attempts; last error: {last_error}",
+                run_id=exhausted.id,
+                last_error=exhausted.last_error,
+                worker_id=self.worker_id,
+            )
+        return await self.runtime.store.claim_next(
+            worker_id=self.worker_id, lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts
+        )
 
     async def _release_abandoned(self) -> None:
-        """Hand back runs abandoned during an outage, now that a claim can be tried: they resume from their
-        last commit at once (any worker), and the outage does not count as one of their attempts."""
-        for run_id in list(self._abandoned):
+        """Hand back the runs whose execution here ended without finishing them, before this worker claims
+        again: they resume from their last commit at once (any worker). A run given up because the database
+        went away is handed back once it answers, and the outage does not count as one of its attempts. A run
+        whose execution failed with an unexpected error is handed back with that error, in one statement
+        fenced by the lease: a failed attempt (the attempt cap), and its `last_error`. Nothing is written for a
+        run whose lease is someone else's by now."""
+        for run_id, error in list(self._abandoned.items()):
             try:
-                await release_lease(self.runtime.store, run_id, worker_id=self.worker_id)
+                handed = await release_lease(self.runtime.store, run_id, worker_id=self.worker_id, error=error)
             except Exception as exc:
                 if not database_unavailable(exc):
                     raise
                 return  # still down: the claim below waits for it
-            self._abandoned.discard(run_id)
+            del self._abandoned[run_id]
+            if handed and error is not None:
+                logfire.warn("run {run_id} failed ({error}); handed back to the queue", run_id=run_id, error=error)
 
     async def _expire_approvals(self) -> None:
         """Time out approval requests nobody decided (a rejection), so their runs can go on.
@@ -187,11 +214,15 @@ class Worker:
         claimed, _ = self._claimed[run_id]
         error = task.exception()
         if error is not None and database_unavailable(error):
-            self._abandoned.add(run_id)  # nothing was finished: it goes on from its last commit
+            self._abandoned.setdefault(run_id, None)  # nothing was finished: it goes on from its last commit
             self._emit("abandoned", claimed, error="the database became unreachable; retried from its last commit")
             return
         if error is not None:
+            # Not a stop the runner decided, not an outage: a failed attempt. It is handed back to the queue with
+            # the error recorded (`_release_abandoned`, before this worker's next claim), so it is retried at
+            # once, and a run that fails every time ends `too_many_attempts` naming the error.
             logfire.error("run task failed: {error}", error=repr(error), run_id=run_id)
+            self._abandoned[run_id] = failure_text(error, attempt=claimed.attempts, worker_id=self.worker_id)
             self._emit("abandoned", claimed, error=repr(error))
             return
         final = task.result()
@@ -247,4 +278,8 @@ class Worker:
             if run_id in self._claimed:  # not reported by `_done`: handed back to the queue
                 with suppress(Exception):
                     self._emit("released", await self.runtime.store.get_run(run_id))
+        try:  # runs that failed here since the last poll: handed back with their error, not left to expire
+            await self._release_abandoned()
+        except Exception as exc:
+            logfire.warn("could not hand back failed runs: {error}", error=str(exc), worker_id=self.worker_id)
         await self._runner.aclose()

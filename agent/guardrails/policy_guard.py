@@ -13,6 +13,12 @@ over the size limit are replaced, unread, by a stand-in and the call is refused;
 secret shape, as written or disguised (`tools.screen_args`), refuse the call; and every secret shape in
 the response (tool arguments, text) is redacted. A refused call is never validated or sent. The
 screening runs in a thread: a 5 MB argument must not stall the event loop and its lease heartbeat.
+
+The final answer (the output tool) is held to the same size limit: over it, it is replaced by the
+stand-in unread, refused with a structured error the model sees as a retried tool return
+(`{"error": "arguments_too_large: ..."}`),
+and audited; the same oversized answer a third time stops the run as a loop. Its secrets are redacted,
+not refused (the report is redacted again when the run finishes).
 """
 
 from __future__ import annotations
@@ -32,15 +38,17 @@ from pydantic_ai.capabilities.abstract import (
     WrapToolExecuteHandler,
     WrapToolValidateHandler,
 )
-from pydantic_ai.exceptions import ApprovalRequired, SkipToolValidation
+from pydantic_ai.exceptions import ApprovalRequired, ModelRetry, SkipToolValidation
 from pydantic_ai.messages import ModelResponse, ModelResponsePart, TextPart, ThinkingPart, ToolCallPart
 from pydantic_ai.models import ModelRequestContext
+from pydantic_ai.output import OutputContext
 from pydantic_ai.tools import ToolDefinition
 from pydantic_core import to_jsonable_python
 
 from agent.deps import ResearchDeps
 from budgets import BudgetExceeded, call_key
 from tools import (
+    ARGS_TOO_LARGE,
     ArgsRefusal,
     PolicyDecision,
     ToolPolicy,
@@ -65,7 +73,8 @@ class PolicyGuard(AbstractCapability[ResearchDeps]):
     refusals: dict[str, int] = field(default_factory=dict)
     """Refused calls in this execution of the run, by call key."""
     screened: dict[str, ArgsRefusal | None] = field(default_factory=dict)
-    """Tool calls whose arguments were screened, by tool call id: the refusal, or None when they may go on."""
+    """Tool calls (final answers included) whose arguments were screened, by tool call id: the refusal, or None
+    when they may go on."""
 
     async def after_model_request(
         self, ctx: RunContext[ResearchDeps], *, request_context: ModelRequestContext, response: ModelResponse
@@ -85,6 +94,27 @@ class PolicyGuard(AbstractCapability[ResearchDeps]):
                     PolicyDecision(decision="deny", reason=f"unknown tool {part.tool_name!r}: not registered, not run"),
                 )
         return response
+
+    async def before_output_validate(
+        self, ctx: RunContext[ResearchDeps], *, output_context: OutputContext, output: Any
+    ) -> Any:
+        """A final answer over the size limit is refused before it is validated: the model gets a structured
+        error (`arguments_too_large`) as a retry prompt, the refusal is audited, and a model that keeps sending
+        the same oversized answer is stopped as a loop."""
+        call = output_context.tool_call
+        if call is None or ctx.partial_output:  # text output (this agent takes none), or a streamed partial
+            return output
+        if call.tool_call_id not in self.screened:  # a call from a committed response (a resumed run)
+            self.screened[call.tool_call_id] = await asyncio.to_thread(self._screen_output, call.args)
+        refused = self.screened[call.tool_call_id]
+        if refused is None:
+            return output
+        await self._audit(ctx, call, PolicyDecision(decision="deny", reason=f"final answer refused: {refused.reason}"))
+        self._count_refusal(call)
+        # The model gets it as a retried tool return, `{"error": "arguments_too_large: Refused by ..."}`.
+        result = refused.as_result()
+        limit = self.policy.max_args_bytes
+        raise ModelRetry(f"{result['error']}: {result['message']} Give the final answer again, under {limit:,} bytes.")
 
     async def wrap_tool_validate(
         self,
@@ -203,14 +233,19 @@ class PolicyGuard(AbstractCapability[ResearchDeps]):
         redacted: Counter[str],
     ) -> ToolCallPart:
         limit = self.policy.max_args_bytes
-        refusal = None if output else screen_args(call.args, max_bytes=limit)
-        if not output:
-            screened[call.tool_call_id] = refusal
+        refusal = self._screen_output(call.args) if output else screen_args(call.args, max_bytes=limit)
+        screened[call.tool_call_id] = refusal
         if refusal is not None and args_size(call.args) > limit:  # never read: not kept, not replayed
             return dataclasses.replace(call, args=omitted_args(args_size(call.args), limit))
         args, found = redact_secrets(call.args)
         redacted.update(found)
         return call if args is None else dataclasses.replace(call, args=args)
+
+    def _screen_output(self, args: str | dict[str, Any] | None) -> ArgsRefusal | None:
+        """A final answer is held to the size limit only (its secrets are redacted, not refused): the refusal
+        for one over it, or for the stand-in that replaced one in a committed response; None otherwise."""
+        refusal = screen_args(args, max_bytes=self.policy.max_args_bytes)
+        return refusal if refusal is not None and refusal.code == ARGS_TOO_LARGE else None
 
     @staticmethod
     def _redacted_args(call: ToolCallPart) -> Any:

@@ -64,13 +64,28 @@ async def get_page(db: Executor, url: str) -> FetchedPage | None:
     )
 
 
-async def put_page(db: Executor, page: FetchedPage, *, ttl: timedelta) -> None:
+async def put_page(
+    db: Executor,
+    page: FetchedPage,
+    *,
+    ttl: timedelta,
+    run_id: str | uuid.UUID | None = None,
+    worker_id: str | None = None,
+) -> None:
+    """Cache `page` under its requested URL until `ttl` passes (a later fetch of it replaces it). With
+    `worker_id`, the page was fetched on behalf of the run `run_id`: it is written only while that worker holds
+    the run's lease, checked in the same statement, so a stalled worker cannot replace the page its successor
+    cached with the stale one it fetched (`LeaseLostError` instead, and nothing written)."""
+    if worker_id is not None and run_id is None:
+        raise ValueError("put_page on behalf of a worker needs the run it holds the lease of")
     if ttl <= timedelta(0):
         return
-    await db.execute(
-        """
+    rid = None if run_id is None else run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(run_id)
+    status = await db.execute(
+        f"""
         INSERT INTO page_cache (url, final_url, status_code, content_type, title, text, fetched_at, expires_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, now() + $8)
+        SELECT $1::text, $2::text, $3::int, $4::text, $5::text, $6::text, $7::timestamptz, now() + $8::interval
+        WHERE {lease_held(run="$9", worker="$10")}
         ON CONFLICT (url) DO UPDATE SET final_url = EXCLUDED.final_url, status_code = EXCLUDED.status_code,
             content_type = EXCLUDED.content_type, title = EXCLUDED.title, text = EXCLUDED.text,
             fetched_at = EXCLUDED.fetched_at, expires_at = EXCLUDED.expires_at
@@ -83,7 +98,11 @@ async def put_page(db: Executor, page: FetchedPage, *, ttl: timedelta) -> None:
         page.text,
         page.fetched_at,
         ttl,
+        rid,
+        worker_id,
     )
+    if status == "INSERT 0 0" and rid is not None:  # fenced out: say so (an upsert otherwise always writes)
+        await ensure_lease(db, rid, worker_id)
 
 
 PURGE_EXPIRED_PAGES = (

@@ -81,6 +81,9 @@ class RunRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    last_error: str | None = None
+    """What ended the run's last failed attempt (an unexpected error, or whose lease expired), if any since
+    it was last queued on purpose: what the attempt cap's `too_many_attempts` error names."""
 
     @functools.cached_property
     def usage(self) -> RunUsage:

@@ -29,16 +29,21 @@ class RunStore:
     a worker that lost its lease can never write.
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, worker_id: str | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, worker_id: str | None = None, run_id: str | None = None) -> None:
+        if (worker_id is None) != (run_id is None):
+            raise ValueError("a leased store needs both the worker and the run it holds the lease of")
         self.pool = pool
         self.worker_id = worker_id
-        """Set on a worker's view of one run (`leased`): its tool effects, audit rows and sources are then
-        written only while that worker holds the run's lease, checked in the writing statement."""
+        """Set on a worker's view of one run (`leased`): its tool effects, audit rows, sources and cached pages
+        are then written only while that worker holds the run's lease, checked in the writing statement."""
+        self.run_id = run_id
+        """The run `worker_id` holds: the page cache (`put_page`, shared by every run) is written on its behalf."""
 
-    def leased(self, worker_id: str) -> RunStore:
-        """This store as the worker `worker_id` executing a run uses it: every write it makes on the run's
-        behalf is fenced by the lease (`LeaseLostError` once another worker has the run)."""
-        return RunStore(self.pool, worker_id=worker_id)
+    def leased(self, worker_id: str, *, run_id: str) -> RunStore:
+        """This store as the worker `worker_id` executing the run `run_id` uses it: every write it makes on the
+        run's behalf is fenced by the lease (`LeaseLostError` once another worker has the run), the page cache
+        included."""
+        return RunStore(self.pool, worker_id=worker_id, run_id=run_id)
 
     # --- runs -------------------------------------------------------------------------------------
     async def create_run(self, *, question: str, config: RunConfig) -> RunRecord:
@@ -62,14 +67,19 @@ class RunStore:
         """The newest `limit` runs, of any status or only of `statuses`."""
         return await runs.list_recent(self.pool, limit=limit, statuses=statuses)
 
-    async def claim_next(self, *, worker_id: str, lease_seconds: float) -> RunRecord | None:
-        """Claim the oldest queued run, or a running one whose lease expired (its worker died). A worker calls
-        `fail_exhausted` first, so a run that used up its attempts is ended rather than claimed again."""
-        return await runs.claim_next(self.pool, worker_id=worker_id, lease_seconds=lease_seconds)
+    async def claim_next(
+        self, *, worker_id: str, lease_seconds: float, max_attempts: int | None = None
+    ) -> RunRecord | None:
+        """Claim the oldest queued run, or a running one whose lease expired (its worker died). With
+        `max_attempts`, a run that used them all is never claimed (checked in the claiming statement); the
+        worker ends such runs with `fail_exhausted` before it claims."""
+        return await runs.claim_next(
+            self.pool, worker_id=worker_id, lease_seconds=lease_seconds, max_attempts=max_attempts
+        )
 
     async def fail_exhausted(self, *, max_attempts: int) -> list[RunRecord]:
-        """End the runs whose lease expired on `max_attempts` attempts in a row (`failed` / `too_many_attempts`)
-        and return them, for the worker to report (log line, metrics)."""
+        """End the runs whose last `max_attempts` attempts in a row failed (`failed` / `too_many_attempts`, the
+        error naming the last failure) and return them, for the worker to report (log line, metrics)."""
         return await runs.fail_exhausted(self.pool, max_attempts=max_attempts)
 
     async def claim_run(self, run_id: str, *, worker_id: str, lease_seconds: float) -> RunRecord | None:
@@ -220,7 +230,8 @@ class RunStore:
         return await pages.get_page(self.pool, url)
 
     async def put_page(self, page: FetchedPage, *, ttl: timedelta) -> None:
-        await pages.put_page(self.pool, page, ttl=ttl)
+        """Cache `page` for every run; on a leased store, only while the worker holds the run's lease."""
+        await pages.put_page(self.pool, page, ttl=ttl, run_id=self.run_id, worker_id=self.worker_id)
 
 
 def budget_change(
@@ -240,6 +251,7 @@ def describe_budget_change(old: Mapping[str, JSONValue], new: Mapping[str, JSONV
     return ", ".join(f"{cap} {text(old.get(cap))} → {text(value)}" for cap, value in new.items()) or "unchanged"
 
 
-async def release_lease(store: RunStore, run_id: str, *, worker_id: str) -> bool:
-    """Hand a running run back to the queue (graceful worker shutdown); False if not ours."""
-    return await runs.release_lease(store.pool, run_id, worker_id=worker_id)
+async def release_lease(store: RunStore, run_id: str, *, worker_id: str, error: str | None = None) -> bool:
+    """Hand a running run back to the queue; False if not ours (nothing written). With `error`, the attempt
+    failed: it counts towards the attempt cap and `error` is recorded as the run's `last_error`."""
+    return await runs.release_lease(store.pool, run_id, worker_id=worker_id, error=error)

@@ -28,19 +28,29 @@ from agent.money import plain_money
 RunId = str | uuid.UUID
 
 _CLAIMABLE = "(status = 'queued' OR (status = 'running' AND lease_expires_at < now()))"
-_EXHAUSTED = "status = 'running' AND lease_expires_at < now() AND lost_leases + 1 >= $1"
-"""A run whose lease has now expired on `max_attempts` attempts in a row (a poison run): each counts in
-`lost_leases` when the run is claimed again, and a deliberate requeue starts the count afresh."""
+_FAILED = "(lost_leases + (status = 'running')::int)"
+"""Of a claimable run: its attempts in a row that ended without finishing it, this one included when it is
+`running` (its lease expired). `lost_leases` (a name kept from 0011 for the workers of the previous release)
+counts expired leases (at the next claim) and failed executions handed back (`release_lease` with an error);
+a deliberate requeue starts the count afresh."""
+_LEASE_EXPIRED = (
+    "'the lease of worker ' || coalesce(lease_owner, '?') || ' expired at '"
+    " || to_char(lease_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC'"
+    " || ' (the worker died, stalled or lost the database before it finished)'"
+)
+"""Of a run `running` under an expired lease: what ended its last attempt, as far as the database can tell."""
+_LAST_ERROR = f"CASE WHEN status = 'running' THEN {_LEASE_EXPIRED} ELSE last_error END"
+"""Of a claimable run: what ended its last failed attempt (an expired lease now, else the error recorded)."""
 _CLAIM = (
     "status = 'running', lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2),"
-    " attempts = attempts + 1, lost_leases = lost_leases + (status = 'running')::int,"
+    f" attempts = attempts + 1, lost_leases = {_FAILED}, last_error = {_LAST_ERROR},"
     " started_at = coalesce(started_at, now()), updated_at = now()"
 )
 # Back to the queue with its history kept: `requeue_stopped` (one run) and `requeue_killed` (kill switch off).
-# Queued again on purpose, a run starts counting lost leases afresh (the attempt cap, `_EXHAUSTED`).
+# Queued again on purpose, a run starts counting failed attempts afresh (the attempt cap, `fail_exhausted`).
 _REQUEUE = (
     "status = 'queued', stop_reason = NULL, error = NULL, lease_owner = NULL,"
-    " lease_expires_at = NULL, finished_at = NULL, lost_leases = 0, updated_at = now()"
+    " lease_expires_at = NULL, finished_at = NULL, lost_leases = 0, last_error = NULL, updated_at = now()"
 )
 
 
@@ -121,19 +131,20 @@ async def count_running(db: Executor) -> int:
 
 # --- leases -----------------------------------------------------------------------------------------
 async def fail_exhausted(db: Executor, *, max_attempts: int) -> list[RunRecord]:
-    """End every run whose lease expired on `max_attempts` attempts in a row: `failed` / `too_many_attempts`,
-    with the last error it recorded (if any). Without this a run that kills or stalls its worker every time
-    would change hands forever."""
+    """End every claimable run whose last `max_attempts` attempts in a row all failed (its worker died,
+    stalled or failed with an unexpected error each time): `failed` / `too_many_attempts`, with an error
+    naming the last failure. Without this a poison run would change hands forever. `claim_next` never claims
+    such a run, so no worker can start an attempt beyond the cap, whichever of the two runs first."""
     rows = await db.fetch(
         f"""
         UPDATE runs SET status = 'failed', stop_reason = 'too_many_attempts',
-               error = 'the run was attempted ' || (lost_leases + 1) || ' times in a row and each time'
-                       || ' its worker stopped holding its lease before it finished'
-                       || ' (it died, stalled or lost the database);'
-                       || ' last error: ' || coalesce(error, 'none recorded')
+               error = 'the run was attempted ' || {_FAILED} || ' times in a row and no attempt finished it'
+                       || ' (each time its worker died, stalled, lost the database or failed with an unexpected'
+                       || ' error); last error: ' || coalesce({_LAST_ERROR}, 'none recorded')
                        || '. Resume it with `research-agent runs resume` once the cause is fixed.',
+               lost_leases = {_FAILED}, last_error = {_LAST_ERROR},
                lease_owner = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
-        WHERE id IN (SELECT id FROM runs WHERE {_EXHAUSTED} FOR UPDATE SKIP LOCKED)
+        WHERE id IN (SELECT id FROM runs WHERE {_CLAIMABLE} AND {_FAILED} >= $1 FOR UPDATE SKIP LOCKED)
         RETURNING *
         """,
         max_attempts,
@@ -144,18 +155,22 @@ async def fail_exhausted(db: Executor, *, max_attempts: int) -> list[RunRecord]:
 async def claim_next(
     db: Executor, *, worker_id: str, lease_seconds: float, max_attempts: int | None = None
 ) -> RunRecord | None:
-    """Claim the oldest queued run, or a running one whose lease expired (its worker died). With
-    `max_attempts`, runs that used them all are failed first (`fail_exhausted`), never claimed again."""
-    if max_attempts is not None:
-        await fail_exhausted(db, max_attempts=max_attempts)
+    """Claim the oldest queued run, or a running one whose lease expired (its worker died).
+
+    With `max_attempts`, a run that used them all is never claimed: the claim checks it in its own statement,
+    under the row lock, so a run whose lease expires after the worker's `fail_exhausted` and before this claim
+    gets no attempt beyond the cap; the worker's next `fail_exhausted` ends it.
+    """
     row = await db.fetchrow(
         f"""
         UPDATE runs SET {_CLAIM}
-        WHERE id = (SELECT id FROM runs WHERE {_CLAIMABLE} ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT 1)
+        WHERE id = (SELECT id FROM runs WHERE {_CLAIMABLE} AND ($3::int IS NULL OR {_FAILED} < $3::int)
+                    ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT 1)
         RETURNING *
         """,
         worker_id,
         lease_seconds,
+        max_attempts,
     )
     return None if row is None else run_from_row(row)
 
@@ -187,14 +202,20 @@ async def renew_lease(
     return result == "UPDATE 1"
 
 
-async def release_lease(db: Executor, run_id: RunId, *, worker_id: str) -> bool:
-    """Hand a running run back to the queue (graceful worker shutdown); False if not ours. A hand-back is
-    not a lost lease, so it does not count towards the attempt cap."""
+async def release_lease(db: Executor, run_id: RunId, *, worker_id: str, error: str | None = None) -> bool:
+    """Hand a running run back to the queue; False if it is not this worker's any more (nothing written).
+
+    Without `error`, a graceful hand-back (worker shutdown, a database outage): not a failed attempt. With
+    `error`, the attempt failed (an unexpected exception): it counts towards the attempt cap and `error`
+    becomes the run's `last_error`, in the same statement, fenced by the lease like every write of a worker.
+    """
     result = await db.execute(
-        "UPDATE runs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = now()"
+        "UPDATE runs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),"
+        " lost_leases = lost_leases + ($3::text IS NOT NULL)::int, last_error = coalesce($3, last_error)"
         " WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
         _uuid(run_id),
         worker_id,
+        error,
     )
     return result == "UPDATE 1"
 
@@ -337,7 +358,8 @@ async def requeue_if_decided(db: Executor, run_id: RunId) -> bool:
     """Queue a run `awaiting_approval` again once none of its approval requests is pending."""
     result = await db.execute(
         """
-        UPDATE runs SET status = 'queued', stop_reason = NULL, lost_leases = 0, updated_at = now()
+        UPDATE runs SET status = 'queued', stop_reason = NULL, lost_leases = 0, last_error = NULL,
+               updated_at = now()
         WHERE id = $1 AND status = 'awaiting_approval'
           AND NOT EXISTS (SELECT 1 FROM approvals WHERE run_id = $1 AND status = 'pending')
         """,
@@ -374,6 +396,7 @@ def run_from_row(row: asyncpg.Record | None) -> RunRecord:
         created_at=row["created_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        last_error=row["last_error"],
     )
 
 

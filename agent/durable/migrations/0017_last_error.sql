@@ -1,0 +1,13 @@
+-- The attempt cap names the real cause (issue 14). Until now only an expired lease counted towards the cap,
+-- and its error could only say "last error: none recorded": `runs.error` is written when a run finishes.
+--
+-- `last_error` is what ended the run's last failed attempt: the unexpected error its worker hit (recorded
+-- when the worker hands the run back, fenced by its lease), or, recorded by the next claim, whose lease
+-- expired and when (the worker died or stalled). The `too_many_attempts` error names it.
+--
+-- `lost_leases` (0011) now counts every failed attempt in a row: a lease that expired, and an execution
+-- handed back because it failed with an unexpected error. A graceful hand-back (shutdown, a database outage)
+-- still does not count, and a deliberate requeue (resume, kill switch off, an approval decided) resets both.
+-- The column keeps its name so that workers of the previous release, which read and write it, can share the
+-- database during a rolling upgrade: this migration only adds.
+ALTER TABLE runs ADD COLUMN last_error text;
