@@ -21,17 +21,18 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from agent.errors import ResearchAgentError
 from budgets import Budget, BudgetExceeded, SpendGate
-from evals._ab import ABOptions, ABResult, run_ab
+from evals._ab import PROJECT_ROOT, ABOptions, ABResult, resolve_revision, run_ab
 from evals._ab_report import print_ab_summary, write_ab_reports
 from evals._cost import CostCap, worst_case_per_run
 from evals._evaluators import LLMCritic, critic_for
 from evals._judges import judges_main
 from evals._power import power_main
 from evals._report import print_summary, write_reports
-from evals._suite import SuiteOptions, SuiteResult, UsageError, load_datasets, run_suite
+from evals._suite import SuiteOptions, SuiteResult, UsageError, check_models, load_datasets, run_suite
 from tools import FetchError, SearchBackendError
 
 EXIT_PASSED = 0
@@ -67,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     ab.add_argument(
         "--require-live",
         action="store_true",
-        help="fail when the research prompt changed but the model does not read it (the offline model)",
+        help="fail when a prompt changed but the model does not read prompts (the offline model)",
     )
     cost = parser.add_argument_group("cost")
     cost.add_argument("--max-cost", metavar="USD", help="dollars the whole eval may spend (both sides of an A/B)")
@@ -90,6 +91,17 @@ def _dollars(text: str | None) -> Decimal | None:
 def _judge_model(model: str, judge_model: str | None) -> str | None:
     critic = critic_for(model, judge_model=judge_model)
     return critic.model if isinstance(critic, LLMCritic) else None
+
+
+def _check_inputs(args: argparse.Namespace) -> None:
+    """UsageError for a model that does not resolve or a revision that does not exist, before the estimate
+    is printed or anything starts (a typo would otherwise run the whole eval and fail every case)."""
+    # Both sides have the same judge (`--judge-model`, or the default) unless a side's model is offline.
+    judge = next((j for m in (args.model, args.against_model) if m and (j := _judge_model(m, args.judge_model))), None)
+    judge_source = "--judge-model" if args.judge_model else "the default judge (--judge-model)"
+    check_models({"--model": args.model, "--against-model": args.against_model, judge_source: judge})
+    if args.against:
+        resolve_revision(PROJECT_ROOT, args.against)
 
 
 def _estimate(args: argparse.Namespace, console: Console) -> CostPlan:
@@ -147,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError("use one of --against REF and --against-model MODEL, not both")
         if (args.against or args.against_model) and args.bless:
             raise UsageError("--bless records a baseline; an A/B run (--against...) has none to record")
+        _check_inputs(args)
         plan = _estimate(args, console)
         if args.against or args.against_model:
             ab = asyncio.run(
@@ -181,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         result = asyncio.run(run_suite(options, cap=plan.cap()))
     except UsageError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
         return EXIT_USAGE
     except KeyboardInterrupt:
         console.print("[yellow]interrupted:[/yellow] the eval stopped; no report was written and nothing was blessed")
@@ -189,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BudgetExceeded, SpendGate, FetchError, SearchBackendError):
         raise  # `tools`/`budgets` errors share the root but are not usage errors: a traceback, as before
     except ResearchAgentError as exc:  # configuration, database
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
         return EXIT_USAGE
     return _finish(result, args.report_dir, console)
 

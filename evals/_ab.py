@@ -28,7 +28,15 @@ from evals._datasets import default_datasets_dir
 from evals._evaluators import critic_for, critic_version
 from evals._gate import CaseScores, load_gate_config
 from evals._sides import CheckoutSide, InProcessSide, Round, Side, SideCase, SideInfo
-from evals._suite import SuiteOptions, UsageError, load_datasets, prompt_note, run_failures
+from evals._suite import (
+    SuiteOptions,
+    UsageError,
+    changed_prompts,
+    check_models,
+    load_datasets,
+    prompt_note,
+    run_failures,
+)
 from evals._task import eval_server
 from evals._types import CaseMetadata, EvalInputs, EvalOutput
 
@@ -85,16 +93,21 @@ class ABResult:
 
     @property
     def prompt_note(self) -> str | None:
-        """Set when the prompts differ but a side's model never reads them: the change was not evaluated."""
+        """Set when any prompt differs but a side's model never reads prompts: the change was not evaluated."""
         return prompt_note(
-            before=self.base.prompt_version,
-            after=self.current.prompt_version,
+            before=_prompts(self.base),
+            after=_prompts(self.current),
             reads_prompt=self.base.reads_prompt and self.current.reads_prompt,
         )
 
     @property
     def prompt_unevaluated(self) -> bool:
         return self.prompt_note is not None
+
+    @property
+    def unevaluated_prompts(self) -> list[str]:
+        """The prompts that differ between the sides when that difference was not evaluated."""
+        return changed_prompts(_prompts(self.base), _prompts(self.current)) if self.prompt_unevaluated else []
 
     @property
     def not_run(self) -> list[str]:
@@ -135,11 +148,17 @@ class ABResult:
             cost_limit=self.max_cost,
             require_live=self.require_live,
             prompt_unevaluated=self.prompt_unevaluated,
+            prompts=self.unevaluated_prompts,
         )
 
     @property
     def passed(self) -> bool:
         return not self.failures
+
+
+def _prompts(info: SideInfo) -> str | dict[str, str]:
+    """Every prompt's version when the side recorded them, else its research prompt's."""
+    return info.prompt_versions or info.prompt_version
 
 
 def resolve_revision(repo: Path, ref: str) -> str:
@@ -203,6 +222,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 async def run_ab(options: ABOptions) -> ABResult:
     """Run both sides, round by round, and decide once for every (dataset, evaluator) they share.
     Both sides get fresh databases on one server (`DATABASE_URL`'s, or one embedded for the job)."""
+    check_models({"--model": options.model, "--against-model": options.against_model})
     if options.against is not None:
         resolve_revision(options.repo or PROJECT_ROOT, options.against)  # a typo fails before a server starts
     async with eval_server(options.server_url) as server_url:

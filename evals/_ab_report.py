@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evals._ab import ABDataset, ABResult
-from evals._compare import EvaluatorComparison
+from evals._compare import EvaluatorComparison, detectable_drop_text
 from evals._report import family_line, quote_block, write_report_files
 from evals._sides import SideCase, SideInfo
 
@@ -47,10 +47,17 @@ def _verdict(e: EvaluatorComparison) -> str:
     return "ok" if e.tested else "same"
 
 
-def _side_line(info: SideInfo) -> str:
+def _side_line(info: SideInfo, other: SideInfo) -> str:
+    """One side's row; a prompt whose version differs from the other side's is in bold."""
     datasets = ", ".join(f"{name} `{version}`" for name, version in sorted(info.dataset_versions.items()))
+    versions = info.prompt_versions or {"research": info.prompt_version}
+    theirs = other.prompt_versions or {"research": other.prompt_version}
+    prompts = " ".join(
+        f"**`{version}`**" if theirs.get(name) != version else f"`{version}`"
+        for name, version in sorted(versions.items(), key=lambda item: (item[0] != "research", item[0]))
+    )
     return (
-        f"| {info.label} | `{info.model}` | `{info.revision or '?'}` | `{info.prompt_version}`"
+        f"| {info.label} | `{info.model}` | `{info.revision or '?'}` | {prompts}"
         f"{'' if info.reads_prompt else ' (not read)'} | `{info.judge_version}` | {datasets} | ${info.spent_usd:.4f} |"
     )
 
@@ -80,16 +87,16 @@ def render_ab_markdown(result: ABResult) -> str:
         lines.append(
             f"| {e.name} | {e.cases} | {e.baseline:.3f} | {e.current:.3f} | {e.mean_diff:+.3f} |"
             f" [{e.lower_bound:+.3f}, {e.upper_bound:+.3f}] | {e.p_value:.4f} | {e.level:.4f} |"
-            f" {e.min_detectable_drop:.3f} | {_verdict(e)} |"
+            f" {detectable_drop_text(e.min_detectable_drop, cases=e.cases)} | {_verdict(e)} |"
         )
     lines += [
         "",
         "## The sides",
         "",
-        "| side | model | revision | research prompt | judge | datasets | spent |",
+        "| side | model | revision | prompts (changed in bold) | judge | datasets | spent |",
         "|---|---|---|---|---|---|---:|",
-        _side_line(result.base),
-        _side_line(result.current),
+        _side_line(result.base, result.current),
+        _side_line(result.current, result.base),
         "",
     ]
     for dataset in result.datasets:
@@ -133,6 +140,8 @@ def ab_to_json(result: ABResult) -> dict[str, Any]:
         "failures": result.failures,
         "notes": result.notes,
         "prompt_unevaluated": result.prompt_unevaluated,
+        "unevaluated_prompts": result.unevaluated_prompts,
+        "not_run": result.not_run,
         "repeat": result.repeat,
         "alpha": result.family.alpha,
         "family_size": result.family.family_size,
@@ -141,6 +150,7 @@ def ab_to_json(result: ABResult) -> dict[str, Any]:
                 "model": side.model,
                 "revision": side.revision,
                 "prompt_version": side.prompt_version,
+                "prompt_versions": side.prompt_versions,
                 "reads_prompt": side.reads_prompt,
                 "judge_version": side.judge_version,
                 "dataset_versions": side.dataset_versions,
@@ -160,6 +170,7 @@ def ab_to_json(result: ABResult) -> dict[str, Any]:
                 "p_value": e.p_value,
                 "level": e.level,
                 "min_detectable_drop": e.min_detectable_drop,
+                "min_detectable_drop_unknown": e.min_detectable_drop_unknown,
                 "tested": e.tested,
                 "regressed": e.regressed,
             }
@@ -198,7 +209,7 @@ def print_ab_summary(result: ABResult, console: Console) -> None:
             f"{e.current:.3f}",
             f"{e.mean_diff:+.3f}",
             f"[{e.lower_bound:+.3f}, {e.upper_bound:+.3f}]",
-            f"{e.min_detectable_drop:.3f}",
+            "–" if e.min_detectable_drop is None else f"{e.min_detectable_drop:.3f}",
             _verdict(e),
             style="bold red" if e.regressed else "",
         )

@@ -1,9 +1,10 @@
-"""One regression decision for a family of evaluators: paired bootstrap p-values, Holm–Bonferroni.
+"""One regression decision for a family of evaluators: paired sign-flip p-values, Holm–Bonferroni.
 
 Testing five evaluators each at one-sided 95 % raises a false alarm on unchanged code far more often
 than one time in twenty (issue 13 measured 18 % at 49 cases). `compare` tests every evaluator the two
 runs share, each with the gate's `paired_bootstrap` on its per-case differences (repeats averaged
-per case), and controls the family-wise false-alarm rate with Holm's step-down procedure:
+per case: an exact sign-flip p-value, a bootstrap interval), and controls the family-wise false-alarm
+rate with Holm's step-down procedure:
 sort the p-values, compare the k-th smallest with alpha / (m - k), stop at the first that is not below.
 Why Holm: it needs no assumption about how evaluators correlate (they do, strongly) and is uniformly
 more powerful than plain Bonferroni (docs/decisions/0020-family-wise-gate.md). An evaluator whose every
@@ -12,20 +13,35 @@ family (Tarone's refinement): a deterministic evaluator does not cost the others
 
 Each evaluator also gets its minimum detectable drop: the true drop this test would catch in 80 % of runs
 with this many cases and this spread of paired differences, by the normal approximation to the bootstrap
-at the family's strictest level (decision 0021).
+at the family's strictest level (decision 0021). The spread is never taken as smaller than the one the drop
+itself would bring, so a run whose differences are all zero does not claim to see every drop beyond the
+tolerance; with fewer than two cases there is no spread to estimate and the drop is unknown (None), and
+with so few that 2^-n is above the level no drop can be significant (None too).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from math import sqrt
 from statistics import NormalDist, fmean, pstdev
 
 from evals._gate import CaseScores, GateConfig, PairedTest, case_means, paired_bootstrap
 
-__all__ = ["Comparison", "EvaluatorComparison", "combine", "compare", "holm", "min_detectable_drop"]
+__all__ = [
+    "Comparison",
+    "EvaluatorComparison",
+    "combine",
+    "compare",
+    "detectable_drop_text",
+    "holm",
+    "mdd_unknown_reason",
+    "min_detectable_drop",
+]
 
 TARGET_POWER = 0.8
+MIN_CASES_FOR_MDD = 2
+"""A spread of paired differences needs two cases; with fewer the minimum detectable drop is unknown."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,10 +63,16 @@ class EvaluatorComparison:
     """The level Holm's procedure held this p-value to (alpha / (m - rank)); 0 when it stopped before it,
     or when the evaluator was not tested (every paired difference zero)."""
     regressed: bool
-    min_detectable_drop: float
-    """The drop in this evaluator's mean caught in 80 % of runs like this one (same cases, same spread)."""
+    min_detectable_drop: float | None
+    """The drop in this evaluator's mean caught in 80 % of runs like this one (same cases, same spread);
+    None when it cannot be estimated (fewer than two cases: see `detectable_drop_text`)."""
     tested: bool = True
     """False when both sides scored every case identically: nothing to test, not counted in the family."""
+
+    @property
+    def min_detectable_drop_unknown(self) -> str | None:
+        """Why the minimum detectable drop is unknown; None when it is known."""
+        return None if self.min_detectable_drop is not None else mdd_unknown_reason(self.cases)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,14 +107,42 @@ def holm(p_values: Sequence[float], *, alpha: float) -> list[float]:
     return levels
 
 
-def min_detectable_drop(diffs: Sequence[float], *, level: float, tolerance: float) -> float:
-    """The true mean drop the one-sided test at `level` catches with TARGET_POWER probability, given the
-    spread of these per-case differences: tolerance + (z(1 - level) + z(power)) * sd / sqrt(n)."""
-    if not diffs:
-        return float("nan")
-    z = NormalDist().inv_cdf
-    standard_error = pstdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else 0.0
-    return tolerance + (z(1 - level) + z(TARGET_POWER)) * standard_error
+def min_detectable_drop(diffs: Sequence[float], *, level: float, tolerance: float) -> float | None:
+    """The true mean drop the one-sided test at `level` catches with TARGET_POWER probability:
+    tolerance + (z(1 - level) + z(power)) * sd / sqrt(n). None below MIN_CASES_FOR_MDD cases, and when
+    no drop could be significant at `level` (2^-n above it: every case would have to drop, and even that
+    is not enough).
+
+    sd is the spread of these per-case differences, but never less than the spread the drop itself brings:
+    differences in [-1, 0] with mean -d have variance at most d(1 - d) (Bhatia–Davis; the binomial
+    variance when the drop is d of the cases losing a full point). Without that floor, scores that did not
+    move at all (a deterministic model) would claim to catch any drop beyond the tolerance, however few
+    the cases; with it, the claim is the drop caught wherever among the cases it falls.
+    """
+    n = len(diffs)
+    if n < MIN_CASES_FOR_MDD or 0.5**n > level:  # the sign-flip test's smallest p-value is 2^-n
+        return None
+    c = (NormalDist().inv_cdf(1 - level) + NormalDist().inv_cdf(TARGET_POWER)) / sqrt(n)
+    observed = tolerance + c * pstdev(diffs)
+    # The smallest d with d = tolerance + c * sqrt(d (1 - d)): the larger root of
+    # (1 + c²) d² - (2 tolerance + c²) d + tolerance² = 0.
+    b = 2 * tolerance + c * c
+    floor = (b + sqrt(max(0.0, b * b - 4 * (1 + c * c) * tolerance**2))) / (2 * (1 + c * c))
+    return max(observed, floor)
+
+
+def mdd_unknown_reason(cases: int) -> str:
+    """Why a minimum detectable drop could not be estimated from `cases` paired cases."""
+    if cases >= MIN_CASES_FOR_MDD:
+        return f"none: with {cases} cases in common no drop is significant (the smallest p-value is 2^-{cases})"
+    return f"unknown: {cases} case{'' if cases == 1 else 's'} in common, a spread needs at least {MIN_CASES_FOR_MDD}"
+
+
+def detectable_drop_text(value: float | None, *, cases: int) -> str:
+    """A minimum detectable drop as reports print it: `0.123`, or `unknown (…)` with the reason."""
+    if value is not None:
+        return f"{value:.3f}"
+    return f"{'none' if cases >= MIN_CASES_FOR_MDD else 'unknown'} ({cases} case{'' if cases == 1 else 's'})"
 
 
 def combine(per_dataset: Mapping[str, CaseScores]) -> CaseScores:

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from evals._compare import Comparison
+from evals._compare import Comparison, detectable_drop_text, mdd_unknown_reason
 from evals._suite import CaseResult, DatasetResult, SuiteResult
 from evals._verdict import EvaluatorVerdict
 
@@ -38,6 +38,11 @@ def _interval(v: EvaluatorVerdict) -> str:
     return f"[{v.test.lower_bound:+.3f}, {v.test.upper_bound:+.3f}]"
 
 
+def _mdd(v: EvaluatorVerdict) -> str:
+    """`–` without a comparison; the drop, or `unknown (n case)` when it could not be estimated."""
+    return "–" if v.test is None else detectable_drop_text(v.min_detectable_drop, cases=v.test.cases)
+
+
 def family_line(family: Comparison | None, *, confidence: float = 0.95) -> str:
     """How the regression decision was made, for the head of every report."""
     if family is None:
@@ -47,7 +52,13 @@ def family_line(family: Comparison | None, *, confidence: float = 0.95) -> str:
         f"One regression decision over {family.family_size} (dataset, evaluator) tests, Holm–Bonferroni at"
         f" family-wise α = {family.alpha:.2f}"
         + (f"; {untested} scored every case identically on both sides and needed no test" if untested else "")
-        + ". MDD: the drop caught in 80 % of runs with these cases, repeats and noise."
+        + ". MDD: the drop caught in 80 % of runs with these cases, repeats and noise"
+        + (
+            " (unknown with fewer than 2 cases in common: no spread to estimate; none with 4 or fewer: no"
+            " p-value can be below 2^-n)."
+            if any(e.min_detectable_drop is None for e in family.evaluators)
+            else "."
+        )
     )
 
 
@@ -114,7 +125,7 @@ def print_summary(result: SuiteResult, console: Console) -> None:
                 _fmt(v.current),
                 _fmt(diff, "+.3f"),
                 _interval(v),
-                _fmt(v.min_detectable_drop, ".3f"),
+                _mdd(v),
                 _verdict(v) + (f" — {v.note}" if v.note else ""),
                 style=style,
             )
@@ -238,7 +249,8 @@ def render_markdown(result: SuiteResult) -> str:
     lines = [
         f"# Eval report: {status}",
         "",
-        f"- model: `{result.model}` · prompt `{result.prompt_version}` · judge `{result.judge_version}`",
+        f"- model: `{result.model}` · judge `{result.judge_version}`",
+        "- prompts: " + (" ".join(f"`{v}`" for v in result.prompt_versions.values()) or f"`{result.prompt_version}`"),
         f"- git revision: `{result.git_revision or 'unknown'}` · repeats per case: {result.repeat}"
         f" · wall time {result.duration_seconds:.1f}s",
         "",
@@ -270,7 +282,7 @@ def render_markdown(result: SuiteResult) -> str:
             diff = v.test.mean_diff if v.test else None
             lines.append(
                 f"| {v.name} | {_fmt(v.threshold, '.2f')} | {_fmt(v.baseline)} | {_fmt(v.current)} |"
-                f" {_fmt(diff, '+.3f')} | {_interval(v)} | {_fmt(v.min_detectable_drop, '.3f')} |"
+                f" {_fmt(diff, '+.3f')} | {_interval(v)} | {_mdd(v)} |"
                 f" {_verdict(v)}{' — ' + v.note if v.note else ''} |"
             )
         lines.append("")
@@ -328,12 +340,15 @@ def to_json(result: SuiteResult) -> dict[str, Any]:
         "failures": result.failures,
         "notes": result.notes,
         "prompt_unevaluated": result.prompt_unevaluated,
+        "unevaluated_prompts": result.unevaluated_prompts,
+        "not_run": result.not_run,
         "family_size": result.family.family_size if result.family else 0,
         "cost": None
         if result.cost is None
         else {"limit": float(result.cost.limit), "spent": float(result.cost.spent), "not_run": result.cost.refused},
         "model": result.model,
         "prompt_version": result.prompt_version,
+        "prompt_versions": result.prompt_versions,
         "judge_version": result.judge_version,
         "git_revision": result.git_revision,
         "repeat": result.repeat,
@@ -361,6 +376,9 @@ def to_json(result: SuiteResult) -> dict[str, Any]:
                         "upper_bound": v.test.upper_bound if v.test else None,
                         "p_value": v.test.p_value if v.test else None,
                         "min_detectable_drop": v.min_detectable_drop,
+                        "min_detectable_drop_unknown": mdd_unknown_reason(v.test.cases)
+                        if v.test is not None and v.min_detectable_drop is None
+                        else None,
                         "below_threshold": v.below_threshold,
                         "regressed": v.regressed,
                         "note": v.note,

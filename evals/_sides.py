@@ -29,7 +29,7 @@ from agent.settings import is_offline_model
 from evals._cost import CostCap
 from evals._datasets import ResearchDataset, dataset_version
 from evals._gate import git_revision
-from evals._suite import CaseResult, UsageError, evaluate_dataset
+from evals._suite import CaseResult, UsageError, evaluate_dataset, prompt_versions
 from evals._task import EvalEnvironment, open_environment
 from evals._types import CaseMetadata, EvalInputs, EvalOutput
 
@@ -84,13 +84,17 @@ class SideInfo:
     model: str
     revision: str | None
     prompt_version: str = "?"
+    """The research prompt's version, as runs record it."""
+    prompt_versions: dict[str, str] = field(default_factory=dict)
+    """name → `name@hash` of every prompt a run reads (`evals._suite.prompt_versions`), from the side's code."""
     judge_version: str = "?"
     dataset_versions: dict[str, str] = field(default_factory=dict)
     spent_usd: float = 0.0
 
     @property
     def reads_prompt(self) -> bool:
-        """The offline model never reads the research prompt, so a prompt change cannot move its scores."""
+        """The offline model never reads a prompt (research, critic, revise), so a prompt change cannot move
+        its scores."""
         return not is_offline_model(self.model)
 
 
@@ -125,6 +129,7 @@ class InProcessSide:
             model=model_label(model),
             revision=git_revision(Path(__file__).resolve().parent.parent),
             prompt_version=research_prompt().version,
+            prompt_versions=prompt_versions(),
             judge_version=judge_version,
             dataset_versions={dataset.name: dataset_version(path) for path, dataset in datasets},
         )
@@ -184,7 +189,8 @@ class CheckoutSide:
         max_cost: Decimal | None,
         server_url: str | None = None,
     ) -> None:
-        self.info = SideInfo(label=label, model=model, revision=revision)
+        # Read from its files, not its report: a revision older than the report's `prompt_versions` has them too.
+        self.info = SideInfo(label=label, model=model, revision=revision, prompt_versions=prompt_versions(checkout))
         self.checkout = checkout
         self._paths = list(dataset_paths)
         self._judge_model = judge_model

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -12,13 +12,16 @@ import yaml
 from pydantic_evals.evaluators import Evaluator
 from pydantic_evals.reporting import EvaluationReport
 
-from agent.errors import ResearchAgentError
-from agent.prompts import research_prompt
-from agent.settings import is_offline_model
+import agent
+from agent.errors import ConfigurationError, ResearchAgentError
+from agent.models import ModelSpec, check_model
+from agent.prompts import Prompt, research_prompt
+from agent.review import critic_rubric
+from agent.settings import Settings, is_offline_model
 from evals._compare import Comparison
 from evals._cost import NOT_RUN, CostCap
 from evals._datasets import ResearchDataset, dataset_version, default_datasets_dir, load_dataset
-from evals._evaluators import critic_for, critic_version
+from evals._evaluators import LLMCritic, critic_for, critic_version
 from evals._gate import (
     Baseline,
     GateConfig,
@@ -39,10 +42,15 @@ __all__ = [
     "SuiteOptions",
     "SuiteResult",
     "UsageError",
+    "changed_prompts",
+    "check_models",
     "default_dataset_paths",
     "evaluate_dataset",
+    "format_prompt_versions",
     "load_datasets",
+    "parse_prompt_versions",
     "prompt_note",
+    "prompt_versions",
     "run_failures",
     "run_suite",
 ]
@@ -54,6 +62,8 @@ OFFLINE_DATASETS = (
     "python_newcomer_unseen.yaml",
 )
 ONLINE_DATASETS = (*OFFLINE_DATASETS, "web_research.yaml")
+NOT_RUN_SHOWN = 10
+"""Cases a failure line names before "… and N more" (the JSON report's `not_run` has them all)."""
 
 
 class UsageError(ResearchAgentError):
@@ -79,7 +89,7 @@ class SuiteOptions:
     max_cost: Decimal | None = None
     """Dollars the whole eval may spend; runs that would pass it are not started (`evals._cost`)."""
     require_live: bool = False
-    """Fail when the research prompt changed but the model does not read it (the offline model)."""
+    """Fail when a prompt changed but the model does not read it (the offline model)."""
 
 
 @dataclass(kw_only=True)
@@ -121,6 +131,7 @@ class DatasetResult:
 class SuiteResult:
     model: str
     prompt_version: str
+    """The research prompt's version (what runs record); `prompt_versions` has every prompt's."""
     judge_version: str
     git_revision: str | None
     repeat: int
@@ -133,6 +144,10 @@ class SuiteResult:
     """What the run did not judge (a prompt change the model does not read) and similar."""
     require_live: bool = False
     prompt_unevaluated: bool = False
+    unevaluated_prompts: list[str] = field(default_factory=list)
+    """The prompts that changed since a baseline but that the model does not read (`prompt_unevaluated`)."""
+    prompt_versions: dict[str, str] = field(default_factory=dict)
+    """name → `name@hash` of every prompt a run reads (`prompt_versions()`)."""
     cost: CostCap | None = None
 
     @property
@@ -150,23 +165,53 @@ class SuiteResult:
             cost_limit=self.cost.limit if self.cost else None,
             require_live=self.require_live,
             prompt_unevaluated=self.prompt_unevaluated,
+            prompts=self.unevaluated_prompts,
         )
 
 
 def run_failures(
-    *, not_run: Sequence[str], cost_limit: Decimal | None, require_live: bool, prompt_unevaluated: bool
+    *,
+    not_run: Sequence[str],
+    cost_limit: Decimal | None,
+    require_live: bool,
+    prompt_unevaluated: bool,
+    prompts: Sequence[str] = (),
 ) -> list[str]:
-    """What fails any gate run besides its scores: cases the cost cap did not run, and (with
-    --require-live) a prompt change no model that reads prompts has judged."""
+    """What fails any gate run besides its scores: cases the cost cap did not run (the first NOT_RUN_SHOWN
+    named; reports' JSON lists them all), and (with --require-live) a change to `prompts` that no model that
+    reads prompts has judged."""
     reasons: list[str] = []
     if not_run:
+        shown = ", ".join(not_run[:NOT_RUN_SHOWN])
+        more = len(not_run) - NOT_RUN_SHOWN
         reasons.append(
             f"the cost cap (${cost_limit}) stopped the eval: {len(not_run)} case(s) not run in full"
-            f" ({', '.join(not_run[:5])})"
+            f" ({shown}{f' … and {more} more (see the JSON report)' if more > 0 else ''})"
         )
     if require_live and prompt_unevaluated:
-        reasons.append("--require-live: the research prompt changed and no model that reads it judged the change")
+        names = ", ".join(prompts) if prompts else "a"
+        plural = "s" if len(prompts) > 1 else ""
+        reasons.append(
+            f"--require-live: the {names} prompt{plural} changed and no model that reads prompts judged the change"
+        )
     return reasons
+
+
+def check_models(models: Mapping[str, ModelSpec | None]) -> None:
+    """UsageError unless every named model resolves (`agent.models.check_model`: the resolution a run uses,
+    with keys from this process, nothing sent), so a typo fails before any estimate, server or run.
+    `models` maps the flag that named it (`--model`) to the spec; `Model` instances and None are skipped."""
+    settings: Settings | None = None
+    for source, spec in models.items():
+        if not isinstance(spec, str) or is_offline_model(spec):
+            continue
+        if spec == "auto":  # baselines and reports are per model: the gate must know which one ran
+            raise UsageError(f"{source} auto: name the model the gate is about (`offline` or `provider:NAME`)")
+        try:
+            settings = settings or Settings.load()
+            check_model(spec, settings=settings, source=source)
+        except ConfigurationError as exc:
+            raise UsageError(str(exc)) from exc
 
 
 def default_dataset_paths(model: str, directory: Path | None = None) -> list[Path]:
@@ -261,12 +306,58 @@ def _capped(
     return task
 
 
-def prompt_note(*, before: str, after: str, reads_prompt: bool) -> str | None:
-    """Say so when the prompt changed but the model never reads it: the change was not evaluated."""
-    if before == after or reads_prompt:
+PROMPTS_ROOT = Path(agent.__file__).resolve().parent.parent
+"""Where this code's `agent` package is: the root `prompt_versions` reads by default."""
+
+
+def prompt_versions(root: Path = PROMPTS_ROOT) -> dict[str, str]:
+    """name → `name@hash` of every prompt a run reads: each `agent/prompts/*.md` (research, critic, revise...)
+    and the critic's rubric (`agent/review/rubric.md`), in the code at `root` (another revision's checkout,
+    or by default this code). Hashed as `agent.prompts.Prompt.version` hashes them, from the files, so a base
+    revision's prompts are read from its checkout whatever its own evals report."""
+    files = {path.stem: path for path in sorted((root / "agent" / "prompts").glob("*.md"))}
+    rubric = root / "agent" / "review" / "rubric.md"
+    if rubric.is_file():
+        files[critic_rubric().name] = rubric
+    return {
+        name: Prompt(name=name, text=files[name].read_text(encoding="utf-8").strip()).version
+        for name in sorted(files, key=_research_first)
+    }
+
+
+def _research_first(name: str) -> tuple[bool, str]:
+    return (name != "research", name)
+
+
+def format_prompt_versions(versions: Mapping[str, str]) -> str:
+    """One string for a baseline's `prompt_version`: the research prompt's version first, then the others."""
+    return " ".join(versions[name] for name in sorted(versions, key=_research_first))
+
+
+def parse_prompt_versions(text: str) -> dict[str, str]:
+    """The inverse of `format_prompt_versions`; an older baseline's single `research@…` is {"research": …}."""
+    return {version.partition("@")[0]: version for version in text.split()}
+
+
+def _versions(value: str | Mapping[str, str]) -> Mapping[str, str]:
+    return parse_prompt_versions(value) if isinstance(value, str) else value
+
+
+def changed_prompts(before: str | Mapping[str, str], after: str | Mapping[str, str]) -> list[str]:
+    """The names of the prompts that differ, research first; a prompt only one side has changed too."""
+    old, new = _versions(before), _versions(after)
+    return sorted((name for name in set(old) | set(new) if old.get(name) != new.get(name)), key=_research_first)
+
+
+def prompt_note(*, before: str | Mapping[str, str], after: str | Mapping[str, str], reads_prompt: bool) -> str | None:
+    """Say so when a prompt changed but the model never reads prompts: the change was not evaluated.
+    `before`/`after`: prompt versions, as a mapping or as `format_prompt_versions` writes them."""
+    old, new = _versions(before), _versions(after)
+    changes = [f"{old.get(name, '(none)')} → {new.get(name, '(none)')}" for name in changed_prompts(old, new)]
+    if not changes or reads_prompt:
         return None
     return (
-        f"the research prompt changed ({before} → {after}) but the offline model does not read prompts:"
+        f"the prompts changed ({'; '.join(changes)}) but the offline model does not read prompts:"
         " the prompt change was NOT evaluated (gate it with a real model: --model ... --against origin/main)"
     )
 
@@ -291,8 +382,10 @@ async def run_suite(options: SuiteOptions, *, cap: CostCap | None = None) -> Sui
     config: GateConfig = load_gate_config(options.gate_config or datasets_dir / "gate.yaml")
     judge_version = critic_version(options.model, judge_model=options.judge_model)
     prompt_version = research_prompt().version
+    prompts = prompt_versions()
     revision = git_revision(datasets_dir.parent)
     critic = critic_for(options.model, judge_model=options.judge_model)
+    check_models({"--model": options.model, "--judge-model": critic.model if isinstance(critic, LLMCritic) else None})
 
     runs: list[tuple[Path, ResearchDataset, list[CaseResult], Path, Baseline | None]] = []
     async with open_environment(options.model, server_url=options.server_url) as env:
@@ -334,7 +427,7 @@ async def run_suite(options: SuiteOptions, *, cap: CostCap | None = None) -> Sui
                 new_baseline(
                     dataset=dataset.name,
                     model=options.model,
-                    prompt_version=prompt_version,
+                    prompt_version=format_prompt_versions(prompts),
                     judge_version=judge_version,
                     repeat=options.repeat,
                     scores={case.name: case.scores for case in cases},
@@ -345,20 +438,28 @@ async def run_suite(options: SuiteOptions, *, cap: CostCap | None = None) -> Sui
             )
             result.blessed = True
         results.append(result)
-    notes = sorted(
-        {
-            note
-            for _, _, _, _, baseline in runs
-            if baseline is not None
-            and (
-                note := prompt_note(
-                    before=baseline.prompt_version,
-                    after=prompt_version,
-                    reads_prompt=not is_offline_model(options.model),
-                )
-            )
-        }
-    )
+    notes: set[str] = set()
+    unevaluated: set[str] = set()
+    unrecorded: dict[str, list[str]] = {}
+    reads_prompt = not is_offline_model(options.model)
+    for _, dataset, _, _, baseline in runs:
+        if baseline is None:
+            continue
+        # A baseline blessed before every prompt was recorded knows only the research prompt's version.
+        recorded = parse_prompt_versions(baseline.prompt_version)
+        now = {name: version for name, version in prompts.items() if name in recorded}
+        note = prompt_note(before=recorded, after=now, reads_prompt=reads_prompt)
+        if note:
+            notes.add(note)
+            unevaluated.update(changed_prompts(recorded, now))
+        for name in sorted(set(prompts) - set(recorded)):
+            unrecorded.setdefault(name, []).append(dataset.name)
+    if unrecorded and not reads_prompt:
+        notes.add(
+            f"the baselines record no version of the {', '.join(unrecorded)} prompt(s)"
+            f" ({', '.join(sorted({d for names in unrecorded.values() for d in names}))}):"
+            " a change to them since the baseline cannot be seen here (--bless records them)"
+        )
     return SuiteResult(
         model=options.model,
         prompt_version=prompt_version,
@@ -369,8 +470,10 @@ async def run_suite(options: SuiteOptions, *, cap: CostCap | None = None) -> Sui
         duration_seconds=time.perf_counter() - started,
         blessed=options.bless,
         family=family,
-        notes=notes,
+        notes=sorted(notes, key=lambda note: ("NOT evaluated" not in note, note)),
         require_live=options.require_live,
-        prompt_unevaluated=bool(notes),
+        prompt_unevaluated=bool(unevaluated),
+        unevaluated_prompts=sorted(unevaluated, key=_research_first),
+        prompt_versions=prompts,
         cost=cap,
     )

@@ -45,6 +45,17 @@ class History:
     retry_prompts: list[str] = field(default_factory=list)
 
 
+def search_results(messages: list[ModelMessage]) -> str:
+    """Everything `web_search` returned so far, as one string (scripted models pick URLs from it)."""
+    return " ".join(
+        str(part.content)
+        for message in messages
+        if isinstance(message, ModelRequest)
+        for part in message.parts
+        if isinstance(part, ToolReturnPart) and part.tool_name == "web_search"
+    )
+
+
 def read_history(messages: list[ModelMessage]) -> History:
     state = History()
     for message in messages:

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, ToolCallPart, ToolReturnPart
+from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from evals import ABOptions, ABResult, OfflineCritic, render_ab_markdown, run_ab
-from tests.scripted import read_history
+from tests.scripted import read_history, search_results
 
 CASES = 60
 REPEATS = 3
@@ -94,7 +94,7 @@ class NoisyResearcher:
         if not state.searched:
             return _call("web_search", {"query": state.question, "max_results": 3})
         if not state.fetched:
-            found = _CORPUS_URL.findall(_search_results(messages))
+            found = _CORPUS_URL.findall(search_results(messages))
             return _call("fetch_url", {"url": found[0] if found else "corpus://missing"})
         url, text = next(iter(state.fetched.items()))
         right, wrong = (s.strip() + "." for s in text.split(".")[:2])
@@ -107,16 +107,6 @@ class NoisyResearcher:
 
 
 _CORPUS_URL = re.compile(r"corpus://[^\s\"'\\]+")
-
-
-def _search_results(messages: list[ModelMessage]) -> str:
-    return " ".join(
-        str(part.content)
-        for message in messages
-        if isinstance(message, ModelRequest)
-        for part in message.parts
-        if isinstance(part, ToolReturnPart) and part.tool_name == "web_search"
-    )
 
 
 def _call(tool: str, args: dict[str, object]) -> ModelResponse:
@@ -167,7 +157,7 @@ async def test_unchanged_quality_passes(dataset: Path, postgres_url: str, tmp_pa
     key_facts = same.family["noisy_ports/key_facts"]
     assert key_facts.tested and key_facts.cases == 30
     assert key_facts.lower_bound <= key_facts.mean_diff <= key_facts.upper_bound
-    assert 0.02 < key_facts.min_detectable_drop < 0.5
+    assert key_facts.min_detectable_drop is not None and 0.02 < key_facts.min_detectable_drop < 0.5
 
 
 async def test_a_20_point_drop_fails(dataset: Path, postgres_url: str) -> None:
@@ -180,6 +170,7 @@ async def test_a_20_point_drop_fails(dataset: Path, postgres_url: str) -> None:
     assert "noisy_ports/grounding" not in regressed  # the wrong answers still quote the page verbatim
     drop = worse.family["noisy_ports/key_facts"]
     assert drop.upper_bound < -0.02 and -0.35 < drop.mean_diff < -0.05
+    assert drop.min_detectable_drop is not None
     assert drop.min_detectable_drop < 0.2  # this run could see the drop it was given
 
 

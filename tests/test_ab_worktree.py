@@ -91,7 +91,7 @@ def test_a_prompt_change_under_the_offline_model_is_flagged_not_evaluated(tmp_pa
     data = json.loads((reports / "ab-report.json").read_text(encoding="utf-8"))
     assert data["prompt_unevaluated"] is True
     assert data["failures"] == [
-        "--require-live: the research prompt changed and no model that reads it judged the change"
+        "--require-live: the research prompt changed and no model that reads prompts judged the change"
     ]
     sides = data["sides"]
     assert sides["base"]["revision"].startswith(f"HEAD @ {base[:12]}")

@@ -24,8 +24,12 @@ import agent.offline.model
 import agent.research_agent
 import evals._task
 from agent.offline.policy import Evidence, Page
+from agent.prompts import load_prompt, research_prompt
+from agent.review import critic_rubric
+from agent.review.critic import revise_prompt
 from evals import SuiteOptions, SuiteResult, load_baseline, run_suite, write_reports
 from evals._gate import save_baseline
+from evals._suite import format_prompt_versions, parse_prompt_versions, prompt_versions
 from tests._databases import DocsTemplate, create_database, drop_database, with_database
 from tools import CorpusStore, FetchedPage
 
@@ -172,24 +176,55 @@ async def test_a_policy_that_skips_fetching_fails_on_trajectory(
 async def test_a_prompt_change_is_reported_not_evaluated_and_require_live_fails_on_it(
     options: SuiteOptions, tmp_path: Path
 ) -> None:
-    # The baseline was blessed under another research prompt: what a pull request changing it looks like.
+    # A baseline records the version of every prompt a run reads, not only the research prompt's.
     assert options.baseline_dir is not None
-    baselines = tmp_path / "baselines"
-    baselines.mkdir()
     blessed = load_baseline(options.baseline_dir / "python_reference.offline.json")
     assert blessed is not None
-    save_baseline(
-        baselines / "python_reference.offline.json", blessed.model_copy(update={"prompt_version": "research@before"})
-    )
-    changed = dataclasses.replace(options, baseline_dir=baselines)
+    recorded = parse_prompt_versions(blessed.prompt_version)
+    assert recorded == prompt_versions() and {"research", "critic", "revise", "critic-rubric"} <= set(recorded)
 
-    result = await run_suite(changed)
+    # An older baseline, blessed under another research prompt when only that one was recorded: what a pull
+    # request changing it looks like, against a baseline from before this change.
+    old = tmp_path / "old"
+    old.mkdir()
+    save_baseline(
+        old / "python_reference.offline.json", blessed.model_copy(update={"prompt_version": "research@before"})
+    )
+    result = await run_suite(dataclasses.replace(options, baseline_dir=old))
     assert result.passed and result.prompt_unevaluated  # the scores cannot move: the offline model never reads it
+    assert result.unevaluated_prompts == ["research"]
     assert any("research@before →" in note and "NOT evaluated" in note for note in result.notes)
+    # What the old baseline does not record cannot be compared: said, and not counted as a change.
+    assert any("record no version of the critic, critic-rubric, revise prompt(s)" in note for note in result.notes)
     markdown, _ = write_reports(result, tmp_path)
     assert "NOT evaluated" in markdown.read_text(encoding="utf-8")
 
-    strict = await run_suite(dataclasses.replace(changed, require_live=True))
-    assert not strict.passed and strict.failures == [
-        "--require-live: the research prompt changed and no model that reads it judged the change"
+    # The critic's prompt changed since a baseline that records it: flagged the same way, and with
+    # --require-live the gate fails on it.
+    critic = tmp_path / "critic"
+    critic.mkdir()
+    before = {**recorded, "critic": "critic@before"}
+    save_baseline(
+        critic / "python_reference.offline.json",
+        blessed.model_copy(update={"prompt_version": format_prompt_versions(before)}),
+    )
+    strict = await run_suite(dataclasses.replace(options, baseline_dir=critic, require_live=True))
+    assert strict.unevaluated_prompts == ["critic"]
+    assert [note for note in strict.notes if "NOT evaluated" in note] == [
+        f"the prompts changed (critic@before → {recorded['critic']}) but the offline model does not read prompts:"
+        " the prompt change was NOT evaluated (gate it with a real model: --model ... --against origin/main)"
     ]
+    assert not strict.passed and strict.failures == [
+        "--require-live: the critic prompt changed and no model that reads prompts judged the change"
+    ]
+    assert strict.prompt_versions == recorded
+
+
+def test_prompt_versions_are_the_versions_runs_record() -> None:
+    versions = prompt_versions()
+    assert versions["research"] == research_prompt().version  # what every run stores as its prompt_version
+    assert versions["critic-rubric"] == critic_rubric().version
+    assert versions["revise"] == revise_prompt().version
+    assert versions["critic"] == load_prompt("critic").version
+    assert parse_prompt_versions(format_prompt_versions(versions)) == versions
+    assert format_prompt_versions(versions).startswith(versions["research"] + " ")
