@@ -86,6 +86,12 @@ class Baseline(BaseModel):
     dataset: str
     model: str
     prompt_version: str
+    """The research prompt's version, what every run records as its own."""
+    prompt_versions: dict[str, str] = Field(
+        default_factory=dict,
+        description="name → `name@hash` of every prompt a run reads (`evals._suite.prompt_versions`); empty in"
+        " baselines blessed before they were all recorded, which know only `prompt_version`.",
+    )
     judge_version: str
     git_revision: str | None
     created_at: datetime
@@ -255,6 +261,7 @@ def new_baseline(
     revision: str | None,
     dataset_version: str | None = None,
     answers: Mapping[str, str] | None = None,
+    prompt_versions: Mapping[str, str] | None = None,
 ) -> Baseline:
     names = sorted({name for values in scores.values() for name in values})
     means = {name: round(fmean(case_means(scores, name).values()), 4) for name in names}
@@ -262,6 +269,7 @@ def new_baseline(
         dataset=dataset,
         model=model,
         prompt_version=prompt_version,
+        prompt_versions=dict(prompt_versions or {}),
         judge_version=judge_version,
         git_revision=revision,
         created_at=datetime.now(UTC).replace(microsecond=0),

@@ -46,7 +46,6 @@ __all__ = [
     "check_models",
     "default_dataset_paths",
     "evaluate_dataset",
-    "format_prompt_versions",
     "load_datasets",
     "parse_prompt_versions",
     "prompt_note",
@@ -329,13 +328,9 @@ def _research_first(name: str) -> tuple[bool, str]:
     return (name != "research", name)
 
 
-def format_prompt_versions(versions: Mapping[str, str]) -> str:
-    """One string for a baseline's `prompt_version`: the research prompt's version first, then the others."""
-    return " ".join(versions[name] for name in sorted(versions, key=_research_first))
-
-
 def parse_prompt_versions(text: str) -> dict[str, str]:
-    """The inverse of `format_prompt_versions`; an older baseline's single `research@…` is {"research": …}."""
+    """A single recorded `name@hash` (what a baseline or report knew before every prompt was recorded) as
+    {name: version}: an older baseline's `research@…` is {"research": …}."""
     return {version.partition("@")[0]: version for version in text.split()}
 
 
@@ -351,7 +346,7 @@ def changed_prompts(before: str | Mapping[str, str], after: str | Mapping[str, s
 
 def prompt_note(*, before: str | Mapping[str, str], after: str | Mapping[str, str], reads_prompt: bool) -> str | None:
     """Say so when a prompt changed but the model never reads prompts: the change was not evaluated.
-    `before`/`after`: prompt versions, as a mapping or as `format_prompt_versions` writes them."""
+    `before`/`after`: prompt versions, as a mapping or as a single recorded version (`parse_prompt_versions`)."""
     old, new = _versions(before), _versions(after)
     changes = [f"{old.get(name, '(none)')} → {new.get(name, '(none)')}" for name in changed_prompts(old, new)]
     if not changes or reads_prompt:
@@ -427,7 +422,8 @@ async def run_suite(options: SuiteOptions, *, cap: CostCap | None = None) -> Sui
                 new_baseline(
                     dataset=dataset.name,
                     model=options.model,
-                    prompt_version=format_prompt_versions(prompts),
+                    prompt_version=prompt_version,
+                    prompt_versions=prompts,
                     judge_version=judge_version,
                     repeat=options.repeat,
                     scores={case.name: case.scores for case in cases},
@@ -446,7 +442,7 @@ async def run_suite(options: SuiteOptions, *, cap: CostCap | None = None) -> Sui
         if baseline is None:
             continue
         # A baseline blessed before every prompt was recorded knows only the research prompt's version.
-        recorded = parse_prompt_versions(baseline.prompt_version)
+        recorded = baseline.prompt_versions or parse_prompt_versions(baseline.prompt_version)
         now = {name: version for name, version in prompts.items() if name in recorded}
         note = prompt_note(before=recorded, after=now, reads_prompt=reads_prompt)
         if note:

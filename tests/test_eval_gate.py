@@ -29,7 +29,7 @@ from agent.review import critic_rubric
 from agent.review.critic import revise_prompt
 from evals import SuiteOptions, SuiteResult, load_baseline, run_suite, write_reports
 from evals._gate import save_baseline
-from evals._suite import format_prompt_versions, parse_prompt_versions, prompt_versions
+from evals._suite import parse_prompt_versions, prompt_versions
 from tests._databases import DocsTemplate, create_database, drop_database, with_database
 from tools import CorpusStore, FetchedPage
 
@@ -180,7 +180,8 @@ async def test_a_prompt_change_is_reported_not_evaluated_and_require_live_fails_
     assert options.baseline_dir is not None
     blessed = load_baseline(options.baseline_dir / "python_reference.offline.json")
     assert blessed is not None
-    recorded = parse_prompt_versions(blessed.prompt_version)
+    recorded = blessed.prompt_versions
+    assert blessed.prompt_version == recorded["research"]
     assert recorded == prompt_versions() and {"research", "critic", "revise", "critic-rubric"} <= set(recorded)
 
     # An older baseline, blessed under another research prompt when only that one was recorded: what a pull
@@ -188,7 +189,8 @@ async def test_a_prompt_change_is_reported_not_evaluated_and_require_live_fails_
     old = tmp_path / "old"
     old.mkdir()
     save_baseline(
-        old / "python_reference.offline.json", blessed.model_copy(update={"prompt_version": "research@before"})
+        old / "python_reference.offline.json",
+        blessed.model_copy(update={"prompt_version": "research@before", "prompt_versions": {}}),
     )
     result = await run_suite(dataclasses.replace(options, baseline_dir=old))
     assert result.passed and result.prompt_unevaluated  # the scores cannot move: the offline model never reads it
@@ -206,7 +208,7 @@ async def test_a_prompt_change_is_reported_not_evaluated_and_require_live_fails_
     before = {**recorded, "critic": "critic@before"}
     save_baseline(
         critic / "python_reference.offline.json",
-        blessed.model_copy(update={"prompt_version": format_prompt_versions(before)}),
+        blessed.model_copy(update={"prompt_versions": before}),
     )
     strict = await run_suite(dataclasses.replace(options, baseline_dir=critic, require_live=True))
     assert strict.unevaluated_prompts == ["critic"]
@@ -226,5 +228,4 @@ def test_prompt_versions_are_the_versions_runs_record() -> None:
     assert versions["critic-rubric"] == critic_rubric().version
     assert versions["revise"] == revise_prompt().version
     assert versions["critic"] == load_prompt("critic").version
-    assert parse_prompt_versions(format_prompt_versions(versions)) == versions
-    assert format_prompt_versions(versions).startswith(versions["research"] + " ")
+    assert parse_prompt_versions(versions["research"]) == {"research": versions["research"]}
