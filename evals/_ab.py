@@ -95,8 +95,8 @@ class ABResult:
     def prompt_note(self) -> str | None:
         """Set when any prompt differs but a side's model never reads prompts: the change was not evaluated."""
         return prompt_note(
-            before=_prompts(self.base),
-            after=_prompts(self.current),
+            before=self.base.versions,
+            after=self.current.versions,
             reads_prompt=self.base.reads_prompt and self.current.reads_prompt,
         )
 
@@ -107,7 +107,7 @@ class ABResult:
     @property
     def unevaluated_prompts(self) -> list[str]:
         """The prompts that differ between the sides when that difference was not evaluated."""
-        return changed_prompts(_prompts(self.base), _prompts(self.current)) if self.prompt_unevaluated else []
+        return changed_prompts(self.base.versions, self.current.versions) if self.prompt_unevaluated else []
 
     @property
     def not_run(self) -> list[str]:
@@ -154,11 +154,6 @@ class ABResult:
     @property
     def passed(self) -> bool:
         return not self.failures
-
-
-def _prompts(info: SideInfo) -> str | dict[str, str]:
-    """Every prompt's version when the side recorded them, else its research prompt's."""
-    return info.prompt_versions or info.prompt_version
 
 
 def resolve_revision(repo: Path, ref: str) -> str:

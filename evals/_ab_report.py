@@ -50,8 +50,7 @@ def _verdict(e: EvaluatorComparison) -> str:
 def _side_line(info: SideInfo, other: SideInfo) -> str:
     """One side's row; a prompt whose version differs from the other side's is in bold."""
     datasets = ", ".join(f"{name} `{version}`" for name, version in sorted(info.dataset_versions.items()))
-    versions = info.prompt_versions or {"research": info.prompt_version}
-    theirs = other.prompt_versions or {"research": other.prompt_version}
+    versions, theirs = info.versions, other.versions
     prompts = " ".join(
         f"**`{version}`**" if theirs.get(name) != version else f"`{version}`"
         for name, version in sorted(versions.items(), key=lambda item: (item[0] != "research", item[0]))

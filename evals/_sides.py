@@ -29,7 +29,7 @@ from agent.settings import is_offline_model
 from evals._cost import CostCap
 from evals._datasets import ResearchDataset, dataset_version
 from evals._gate import git_revision
-from evals._suite import CaseResult, UsageError, evaluate_dataset, prompt_versions
+from evals._suite import CaseResult, UsageError, evaluate_dataset, parse_prompt_versions, prompt_versions
 from evals._task import EvalEnvironment, open_environment
 from evals._types import CaseMetadata, EvalInputs, EvalOutput
 
@@ -90,6 +90,11 @@ class SideInfo:
     judge_version: str = "?"
     dataset_versions: dict[str, str] = field(default_factory=dict)
     spent_usd: float = 0.0
+
+    @property
+    def versions(self) -> dict[str, str]:
+        """Every prompt's version when the side recorded them, else its research prompt's alone."""
+        return self.prompt_versions or parse_prompt_versions(self.prompt_version)
 
     @property
     def reads_prompt(self) -> bool:

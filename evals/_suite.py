@@ -334,21 +334,17 @@ def parse_prompt_versions(text: str) -> dict[str, str]:
     return {version.partition("@")[0]: version for version in text.split()}
 
 
-def _versions(value: str | Mapping[str, str]) -> Mapping[str, str]:
-    return parse_prompt_versions(value) if isinstance(value, str) else value
-
-
-def changed_prompts(before: str | Mapping[str, str], after: str | Mapping[str, str]) -> list[str]:
+def changed_prompts(before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:
     """The names of the prompts that differ, research first; a prompt only one side has changed too."""
-    old, new = _versions(before), _versions(after)
-    return sorted((name for name in set(old) | set(new) if old.get(name) != new.get(name)), key=_research_first)
+    return sorted(
+        (name for name in set(before) | set(after) if before.get(name) != after.get(name)), key=_research_first
+    )
 
 
-def prompt_note(*, before: str | Mapping[str, str], after: str | Mapping[str, str], reads_prompt: bool) -> str | None:
+def prompt_note(*, before: Mapping[str, str], after: Mapping[str, str], reads_prompt: bool) -> str | None:
     """Say so when a prompt changed but the model never reads prompts: the change was not evaluated.
-    `before`/`after`: prompt versions, as a mapping or as a single recorded version (`parse_prompt_versions`)."""
-    old, new = _versions(before), _versions(after)
-    changes = [f"{old.get(name, '(none)')} → {new.get(name, '(none)')}" for name in changed_prompts(old, new)]
+    `before`/`after`: name → version of each side's prompts."""
+    changes = [f"{before.get(name, '(none)')} → {after.get(name, '(none)')}" for name in changed_prompts(before, after)]
     if not changes or reads_prompt:
         return None
     return (

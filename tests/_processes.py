@@ -19,6 +19,9 @@ from agent.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
+POLL_SECONDS = 0.05
+"""How often `wait_for` and `until` read a state another process reaches. They poll because that state (a
+row, a log line, a metrics scrape) comes with nothing to await; each read is the condition itself."""
 
 
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -62,7 +65,7 @@ def wait_for(condition: Callable[[], bool], *, timeout: float, what: str) -> Non
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(0.05)
+        time.sleep(POLL_SECONDS)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
@@ -75,7 +78,7 @@ async def until(
 ) -> T:
     """Read (`read()`, sync or async) until `ready(value)` holds and return that value. For a state another
     process or task reaches (a row, a log line, a scrape, a metric) with nothing to await: it reads every
-    50 ms, up to `within` seconds, then fails naming `what` and the last value read."""
+    POLL_SECONDS, up to `within` seconds, then fails naming `what` and the last value read."""
     deadline = time.monotonic() + within
     while True:
         value = read()
@@ -84,7 +87,7 @@ async def until(
             return value
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {within}s waiting for {what}; last read: {value!r:.500}")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(POLL_SECONDS)
 
 
 async def expire_lease(pool: asyncpg.Pool, run_id: str) -> None:

@@ -451,10 +451,11 @@ def test_cli_usage_errors_exit_2(tmp_path: Path) -> None:
 def test_a_prompt_change_the_model_does_not_read_is_named_and_fails_only_with_require_live() -> None:
     from evals._suite import prompt_note, run_failures
 
-    note = prompt_note(before="research@aaa", after="research@bbb", reads_prompt=False)
+    aaa, bbb = {"research": "research@aaa"}, {"research": "research@bbb"}
+    note = prompt_note(before=aaa, after=bbb, reads_prompt=False)
     assert note is not None and "research@aaa → research@bbb" in note and "NOT evaluated" in note
-    assert prompt_note(before="research@aaa", after="research@bbb", reads_prompt=True) is None  # a real model judged it
-    assert prompt_note(before="research@aaa", after="research@aaa", reads_prompt=False) is None  # nothing changed
+    assert prompt_note(before=aaa, after=bbb, reads_prompt=True) is None  # a real model judged it
+    assert prompt_note(before=aaa, after=aaa, reads_prompt=False) is None  # nothing changed
     assert run_failures(not_run=[], cost_limit=None, require_live=False, prompt_unevaluated=True) == []
     (failure,) = run_failures(not_run=[], cost_limit=None, require_live=True, prompt_unevaluated=True)
     assert failure.startswith("--require-live")

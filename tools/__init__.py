@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from tools._fetch_tool import CORPUS_SCHEME, FetchUrlArgs, FetchUrlResult, LocalPages, fetch_url
     from tools._framing import frame_untrusted, neutralize, truncate_text
     from tools._policy import (
-        ARGS_TOO_LARGE,
         ArgsRefusal,
         PolicyDecision,
         ToolPolicy,
@@ -47,6 +46,7 @@ if TYPE_CHECKING:
         redact_secrets,
         redact_url,
         screen_args,
+        screen_size,
     )
     from tools._pydocs_build import PYTHON_DOCS_COLLECTION, build_python_docs
     from tools._pydocs_index import IndexProgress, ensure_python_docs, ingest_python_docs
@@ -69,7 +69,6 @@ if TYPE_CHECKING:
     from tools.errors import ResearchAgentError
 
 __all__ = [
-    "ARGS_TOO_LARGE",
     "CORPUS_SCHEME",
     "PYTHON_DOCS_COLLECTION",
     "ArgsRefusal",
@@ -136,6 +135,7 @@ __all__ = [
     "redact_secrets",
     "redact_url",
     "screen_args",
+    "screen_size",
     "see_also_url",
     "truncate_text",
     "web_search",
@@ -169,7 +169,6 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "tools._fetch_tool": ("CORPUS_SCHEME", "FetchUrlArgs", "FetchUrlResult", "LocalPages", "fetch_url"),
     "tools._framing": ("frame_untrusted", "neutralize", "truncate_text"),
     "tools._policy": (
-        "ARGS_TOO_LARGE",
         "ArgsRefusal",
         "PolicyDecision",
         "ToolPolicy",
@@ -180,6 +179,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "redact_secrets",
         "redact_url",
         "screen_args",
+        "screen_size",
     ),
     "tools._pydocs_build": ("PYTHON_DOCS_COLLECTION", "build_python_docs"),
     "tools._pydocs_index": ("IndexProgress", "ensure_python_docs", "ingest_python_docs"),

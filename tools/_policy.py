@@ -169,9 +169,9 @@ def args_size(args: str | Mapping[str, Any] | None) -> int:
     return len(to_json(args, fallback=str))
 
 
-def screen_args(args: str | Mapping[str, Any] | None, *, max_bytes: int) -> ArgsRefusal | None:
-    """A refusal for arguments over `max_bytes` (judged by size alone) or holding a secret shape (as written or
-    disguised); None if they may go on. A redaction marker (`[REDACTED:openai_key]`) carries nothing: it may go."""
+def screen_size(args: str | Mapping[str, Any] | None, *, max_bytes: int) -> ArgsRefusal | None:
+    """A refusal for arguments over `max_bytes`, judged by size alone, or for the stand-in (`omitted_args`)
+    that replaced such arguments in a committed response; None otherwise. Nothing else is read."""
     size = args_size(args)
     if size > max_bytes:
         return ArgsRefusal(
@@ -181,6 +181,15 @@ def screen_args(args: str | Mapping[str, Any] | None, *, max_bytes: int) -> Args
     parsed = _as_mapping(args)
     if parsed.keys() == {OMITTED_ARGS_KEY}:
         return ArgsRefusal(code=ARGS_TOO_LARGE, reason=f"the arguments were too large ({parsed[OMITTED_ARGS_KEY]})")
+    return None
+
+
+def screen_args(args: str | Mapping[str, Any] | None, *, max_bytes: int) -> ArgsRefusal | None:
+    """A refusal for arguments over `max_bytes` (`screen_size`) or holding a secret shape (as written or
+    disguised); None if they may go on. A redaction marker (`[REDACTED:openai_key]`) carries nothing: it may go."""
+    if (refusal := screen_size(args, max_bytes=max_bytes)) is not None:
+        return refusal
+    parsed = _as_mapping(args)
     for where, text in _strings(parsed, ""):
         if (finding := find_secret(text)) is not None:
             return ArgsRefusal(

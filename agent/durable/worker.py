@@ -24,6 +24,7 @@ from agent.durable.approvals import ApprovalStore
 from agent.durable.controls import ControlWatcher, KillSwitchState
 from agent.durable.outage import Outage, database_unavailable, quiet_pool_reconnects
 from agent.durable.runner import DurableRunner
+from agent.durable.stops import describe
 from agent.durable.store import PageCacheSweeper, RunRecord, release_lease
 from agent.durable.webhooks import WebhookDispatcher
 from agent.events import (
@@ -36,6 +37,7 @@ from agent.events import (
 )
 from agent.guardrails import redact_text
 from agent.metrics import MetricsRefresher, record_run_end  # metrics hook
+from tools import truncate_text
 
 
 def _log_notice(message: str) -> None:
@@ -46,11 +48,9 @@ MAX_ERROR_CHARS = 2_000
 
 
 def failure_text(exc: BaseException, *, attempt: int, worker_id: str) -> str:
-    """An execution's unexpected error as the run records it (`last_error`): its type and message, redacted
-    and bounded, with the attempt and the worker."""
-    text, _ = redact_text(f"{type(exc).__name__}: {exc}")
-    if len(text) > MAX_ERROR_CHARS:
-        text = text[: MAX_ERROR_CHARS - 1] + "…"
+    """An execution's unexpected error as the run records it (`last_error`): described as a run's own
+    `internal_error` is (`stops.describe`), redacted and bounded, with the attempt and the worker."""
+    text, _ = truncate_text(redact_text(describe(exc))[0], max_chars=MAX_ERROR_CHARS)
     return f"{text} (attempt {attempt}, worker {worker_id})"
 
 

@@ -48,7 +48,6 @@ from pydantic_core import to_jsonable_python
 from agent.deps import ResearchDeps
 from budgets import BudgetExceeded, call_key
 from tools import (
-    ARGS_TOO_LARGE,
     ArgsRefusal,
     PolicyDecision,
     ToolPolicy,
@@ -57,6 +56,7 @@ from tools import (
     redact_args,
     redact_secrets,
     screen_args,
+    screen_size,
 )
 from tools.secrets import redact_text
 
@@ -242,10 +242,8 @@ class PolicyGuard(AbstractCapability[ResearchDeps]):
         return call if args is None else dataclasses.replace(call, args=args)
 
     def _screen_output(self, args: str | dict[str, Any] | None) -> ArgsRefusal | None:
-        """A final answer is held to the size limit only (its secrets are redacted, not refused): the refusal
-        for one over it, or for the stand-in that replaced one in a committed response; None otherwise."""
-        refusal = screen_args(args, max_bytes=self.policy.max_args_bytes)
-        return refusal if refusal is not None and refusal.code == ARGS_TOO_LARGE else None
+        """A final answer is held to the size limit only (its secrets are redacted, not refused)."""
+        return screen_size(args, max_bytes=self.policy.max_args_bytes)
 
     @staticmethod
     def _redacted_args(call: ToolCallPart) -> Any:

@@ -69,7 +69,7 @@ async def put_page(
     page: FetchedPage,
     *,
     ttl: timedelta,
-    run_id: str | uuid.UUID | None = None,
+    run_id: uuid.UUID | None = None,
     worker_id: str | None = None,
 ) -> None:
     """Cache `page` under its requested URL until `ttl` passes (a later fetch of it replaces it). With
@@ -80,7 +80,6 @@ async def put_page(
         raise ValueError("put_page on behalf of a worker needs the run it holds the lease of")
     if ttl <= timedelta(0):
         return
-    rid = None if run_id is None else run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(run_id)
     status = await db.execute(
         f"""
         INSERT INTO page_cache (url, final_url, status_code, content_type, title, text, fetched_at, expires_at)
@@ -98,11 +97,11 @@ async def put_page(
         page.text,
         page.fetched_at,
         ttl,
-        rid,
+        run_id,
         worker_id,
     )
-    if status == "INSERT 0 0" and rid is not None:  # fenced out: say so (an upsert otherwise always writes)
-        await ensure_lease(db, rid, worker_id)
+    if status == "INSERT 0 0" and run_id is not None:  # fenced out: say so (an upsert otherwise always writes)
+        await ensure_lease(db, run_id, worker_id)
 
 
 PURGE_EXPIRED_PAGES = (

@@ -231,7 +231,8 @@ class RunStore:
 
     async def put_page(self, page: FetchedPage, *, ttl: timedelta) -> None:
         """Cache `page` for every run; on a leased store, only while the worker holds the run's lease."""
-        await pages.put_page(self.pool, page, ttl=ttl, run_id=self.run_id, worker_id=self.worker_id)
+        run_id = None if self.run_id is None else uuid.UUID(self.run_id)
+        await pages.put_page(self.pool, page, ttl=ttl, run_id=run_id, worker_id=self.worker_id)
 
 
 def budget_change(
